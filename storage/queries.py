@@ -1,0 +1,485 @@
+"""Named queries: every `select()` and guarded `update()` of the service lives here.
+
+Functions take a `Session` and plain values and return models or plain rows; the caller owns the
+transaction. Guarded updates (`WHERE state = ...`) return whether this caller won, which is how two
+workers stay safe without locks held across network calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from storage.models import (
+    AuditEvent,
+    Counter,
+    MailboxCursor,
+    Message,
+    MessageLocation,
+    MessageState,
+    Outbox,
+    OutboxState,
+    ReviewItem,
+    ReviewState,
+    Sender,
+    SenderAddress,
+    SenderKind,
+    Submission,
+    SubmissionStatus,
+)
+
+# --- roster -------------------------------------------------------------------------------------
+
+
+def sync_senders(session: Session, rows: Iterable[dict[str, Any]]) -> None:
+    """Make the sender table match the roster files; configured addresses are added, never lost.
+
+    Upserts, so two workers starting at once cannot trip over each other.
+    """
+    for row in rows:
+        row = dict(row)
+        addresses = row.pop("addresses", ())
+        changes = {k: v for k, v in row.items() if k != "id"}
+        session.execute(
+            _insert(session, Sender)
+            .values(**row)
+            .on_conflict_do_update(index_elements=["id"], set_=changes)
+        )
+        for address in addresses:
+            add_sender_address(session, row["id"], address, "config")
+    session.flush()
+
+
+def _insert(session: Session, model: Any) -> Any:
+    """INSERT with the dialect's ON CONFLICT support (SQLite and PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(model)
+    return sqlite_insert(model)
+
+
+def add_sender_address(session: Session, sender_id: str, address: str, source: str) -> bool:
+    """Record an address for a sender once; True when it was new."""
+    result = session.execute(
+        _insert(session, SenderAddress)
+        .values(sender_id=sender_id, address=address.strip().lower(), source=source)
+        .on_conflict_do_nothing(index_elements=["sender_id", "address"])
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def addresses_by_sender(session: Session) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for sender_id, address in session.execute(
+        select(SenderAddress.sender_id, SenderAddress.address)
+    ):
+        result.setdefault(sender_id, set()).add(address)
+    return result
+
+
+# --- mailbox cursor and message identity ---------------------------------------------------------
+
+
+def get_cursor(session: Session, mailbox: str) -> MailboxCursor | None:
+    return session.get(MailboxCursor, mailbox)
+
+
+def set_cursor(session: Session, mailbox: str, uidvalidity: int, last_uid: int) -> None:
+    """Move the high-water mark forward (never back) under the given UIDVALIDITY."""
+    cursor = session.get(MailboxCursor, mailbox, with_for_update=True)
+    if cursor is None:
+        session.add(MailboxCursor(mailbox=mailbox, uidvalidity=uidvalidity, last_uid=last_uid))
+    elif cursor.uidvalidity != uidvalidity:
+        cursor.uidvalidity, cursor.last_uid = uidvalidity, last_uid
+    elif last_uid > cursor.last_uid:
+        cursor.last_uid = last_uid
+    session.flush()
+
+
+def message_by_sha(session: Session, sha256: str) -> Message | None:
+    return session.scalar(select(Message).where(Message.sha256 == sha256))
+
+
+def messages_by_message_id(session: Session, message_id_header: str) -> Sequence[Message]:
+    return session.scalars(
+        select(Message).where(Message.message_id_header == message_id_header)
+    ).all()
+
+
+def location_exists(session: Session, mailbox: str, uidvalidity: int, uid: int) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    MessageLocation.mailbox == mailbox,
+                    MessageLocation.uidvalidity == uidvalidity,
+                    MessageLocation.uid == uid,
+                )
+            )
+        )
+    )
+
+
+def insert_location_if_absent(
+    session: Session, message_id: int, mailbox: str, uidvalidity: int, uid: int
+) -> None:
+    values = {"message_id": message_id, "mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid}
+    session.execute(_insert(session, MessageLocation).values(**values).on_conflict_do_nothing())
+
+
+def message_ids_in_state(session: Session, state: MessageState) -> list[int]:
+    return list(
+        session.scalars(
+            select(Message.id).where(Message.state == state).order_by(Message.received_at)
+        )
+    )
+
+
+def claim_message(session: Session, message_id: int, values: dict[str, Any]) -> bool:
+    """RECEIVED -> PROCESSED for this caller only; False when another worker got there first."""
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.state == MessageState.RECEIVED)
+        .values(state=MessageState.PROCESSED, **values)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def locations_to_mark(session: Session, mailbox: str, uidvalidity: int) -> list[MessageLocation]:
+    return list(
+        session.scalars(
+            select(MessageLocation)
+            .join(Message)
+            .where(
+                MessageLocation.mailbox == mailbox,
+                MessageLocation.uidvalidity == uidvalidity,
+                MessageLocation.marked_at.is_(None),
+                Message.state.in_([MessageState.PROCESSED, MessageState.DONE]),
+            )
+            .order_by(MessageLocation.uid)
+        )
+    )
+
+
+def mark_locations(session: Session, location_ids: Sequence[int], when: datetime) -> None:
+    if not location_ids:
+        return
+    session.execute(
+        update(MessageLocation).where(MessageLocation.id.in_(location_ids)).values(marked_at=when)
+    )
+    message_ids = select(MessageLocation.message_id).where(MessageLocation.id.in_(location_ids))
+    session.execute(
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.state == MessageState.PROCESSED)
+        .values(state=MessageState.DONE, done_at=when)
+    )
+
+
+# --- submissions ---------------------------------------------------------------------------------
+
+
+def next_version(session: Session, sender_id: str) -> int:
+    current = session.scalar(
+        select(func.max(Submission.version)).where(Submission.sender_id == sender_id)
+    )
+    return (current or 0) + 1
+
+
+def submission_with_file(session: Session, sender_id: str, file_sha256: str) -> Submission | None:
+    return session.scalar(
+        select(Submission)
+        .where(Submission.sender_id == sender_id, Submission.file_sha256 == file_sha256)
+        .order_by(Submission.version)
+        .limit(1)
+    )
+
+
+def first_valid_submission(session: Session, sender_id: str) -> Submission | None:
+    return session.scalar(
+        select(Submission)
+        .where(Submission.sender_id == sender_id, Submission.status == SubmissionStatus.VALID)
+        .order_by(Submission.version)
+        .limit(1)
+    )
+
+
+def next_counter(session: Session, name: str) -> int:
+    """Increment a named counter inside the caller's transaction (row-locked on PostgreSQL)."""
+    counter = session.get(Counter, name, with_for_update=True)
+    if counter is None:
+        counter = Counter(name=name, value=0)
+        session.add(counter)
+    counter.value += 1
+    session.flush()
+    return counter.value
+
+
+# --- outbox --------------------------------------------------------------------------------------
+
+
+def outbox_key_exists(session: Session, dedupe_key: str) -> bool:
+    return bool(session.scalar(select(exists().where(Outbox.dedupe_key == dedupe_key))))
+
+
+def replies_to_address_since(session: Session, address: str, since: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count(Outbox.id)).where(
+                Outbox.to_address == address,
+                Outbox.created_at >= since,
+                Outbox.state.notin_([OutboxState.CANCELLED]),
+            )
+        )
+        or 0
+    )
+
+
+def outbox_due(session: Session, now: datetime) -> list[int]:
+    return list(
+        session.scalars(
+            select(Outbox.id)
+            .where(
+                Outbox.state == OutboxState.QUEUED,
+                or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now),
+            )
+            .order_by(Outbox.id)
+        )
+    )
+
+
+def outbox_in_state(session: Session, state: OutboxState) -> list[Outbox]:
+    return list(session.scalars(select(Outbox).where(Outbox.state == state).order_by(Outbox.id)))
+
+
+def transition_outbox(
+    session: Session, outbox_id: int, from_state: OutboxState, **values: Any
+) -> bool:
+    result = session.execute(
+        update(Outbox).where(Outbox.id == outbox_id, Outbox.state == from_state).values(**values)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def outbox_counts(session: Session) -> dict[str, int]:
+    return {
+        state.value: count
+        for state, count in session.execute(
+            select(Outbox.state, func.count(Outbox.id)).group_by(Outbox.state)
+        )
+    }
+
+
+# --- review and audit ----------------------------------------------------------------------------
+
+
+def add_review(
+    session: Session,
+    reason: str,
+    detail: str = "",
+    message_id: int | None = None,
+    outbox_id: int | None = None,
+) -> ReviewItem:
+    item = ReviewItem(
+        reason=reason,
+        detail=detail,
+        message_id=message_id,
+        outbox_id=outbox_id,
+        state=ReviewState.OPEN,
+    )
+    session.add(item)
+    return item
+
+
+def audit(session: Session, actor: str, action: str, target: str | None, **detail: Any) -> None:
+    session.add(AuditEvent(actor=actor, action=action, target=target, detail=detail))
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    id: int
+    message_id: str | None
+    from_address: str | None
+    subject: str | None
+    received_at: datetime | None
+    reason: str
+    detail: str
+
+
+def open_review(session: Session) -> list[ReviewRow]:
+    rows = session.execute(
+        select(ReviewItem, Message)
+        .outerjoin(Message, ReviewItem.message_id == Message.id)
+        .where(ReviewItem.state == ReviewState.OPEN)
+        .order_by(ReviewItem.created_at, ReviewItem.id)
+    )
+    return [
+        ReviewRow(
+            id=item.id,
+            message_id=msg.message_id_header if msg else None,
+            from_address=msg.from_address if msg else None,
+            subject=msg.subject if msg else None,
+            received_at=msg.received_at if msg else None,
+            reason=item.reason,
+            detail=item.detail,
+        )
+        for item, msg in rows
+    ]
+
+
+# --- status per expected sender ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SenderStatusRow:
+    id: str
+    kind: SenderKind
+    name_th: str
+    name_en: str
+    region_th: str
+    cluster_id: str | None
+    sort_key: str
+    versions: int
+    valid_versions: int
+    last_received_at: datetime | None
+    first_valid_at: datetime | None
+    first_valid_late: bool | None
+    receipt: str | None  # the receipt of the latest valid version
+    deadline_override: datetime | None
+
+
+def sender_status_rows(session: Session) -> list[SenderStatusRow]:
+    """One row per expected sender with the aggregates the status rules need; one query each."""
+    agg = (
+        select(
+            Submission.sender_id.label("sid"),
+            func.count(Submission.id).label("versions"),
+            func.count(Submission.id)
+            .filter(Submission.status == SubmissionStatus.VALID)
+            .label("valid_versions"),
+            func.max(Submission.received_at).label("last_received_at"),
+            func.max(Submission.version)
+            .filter(Submission.status == SubmissionStatus.VALID)
+            .label("latest_valid_version"),
+            func.min(Submission.version)
+            .filter(Submission.status == SubmissionStatus.VALID)
+            .label("first_valid_version"),
+        )
+        .group_by(Submission.sender_id)
+        .subquery()
+    )
+    latest = Submission.__table__.alias("latest")
+    first = Submission.__table__.alias("first")
+    stmt = (
+        select(
+            Sender,
+            agg.c.versions,
+            agg.c.valid_versions,
+            agg.c.last_received_at,
+            latest.c.receipt,
+            first.c.received_at,
+            first.c.late,
+        )
+        .outerjoin(agg, agg.c.sid == Sender.id)
+        .outerjoin(
+            latest,
+            and_(latest.c.sender_id == Sender.id, latest.c.version == agg.c.latest_valid_version),
+        )
+        .outerjoin(
+            first,
+            and_(first.c.sender_id == Sender.id, first.c.version == agg.c.first_valid_version),
+        )
+        .where(Sender.expected.is_(True))
+    )
+    out = []
+    for sender, versions, valid, last_at, receipt, first_at, first_late in session.execute(stmt):
+        out.append(
+            SenderStatusRow(
+                id=sender.id,
+                kind=sender.kind,
+                name_th=sender.name_th,
+                name_en=sender.name_en,
+                region_th=sender.region_th,
+                cluster_id=sender.cluster_id,
+                sort_key=sender.sort_key,
+                versions=versions or 0,
+                valid_versions=valid or 0,
+                last_received_at=last_at,
+                first_valid_at=first_at,
+                first_valid_late=first_late,
+                receipt=receipt,
+                deadline_override=sender.deadline_override,
+            )
+        )
+    return out
+
+
+# --- replay ------------------------------------------------------------------------------------------
+
+
+def reset_for_reprocess(session: Session, message_id: int) -> None:
+    """Put a message back to RECEIVED and clear what processing derived from it.
+
+    Submissions stay (their version numbers and receipts are history); their rows and problems
+    are rebuilt by the next processing. Outbox rows stay too: they are what stops a second reply.
+    """
+    from sqlalchemy import delete
+
+    from storage.models import Approach, FormText, Indicator, Partner, Problem, Project
+
+    submission_ids = select(Submission.id).where(Submission.message_id == message_id)
+    for model in (FormText, Approach, Indicator, Project, Partner):
+        session.execute(delete(model).where(model.submission_id.in_(submission_ids)))
+    session.execute(delete(Problem).where(Problem.message_id == message_id))
+    session.execute(
+        delete(ReviewItem).where(
+            ReviewItem.message_id == message_id,
+            ReviewItem.state == ReviewState.OPEN,
+            ReviewItem.outbox_id.is_(None),
+        )
+    )
+    session.execute(
+        update(Message)
+        .where(Message.id == message_id)
+        .values(state=MessageState.RECEIVED, attempts=0, error=None)
+    )
+
+
+def restore_done_state(session: Session, message_ids: Sequence[int]) -> None:
+    """After a replay, messages already filed on the server (or imported) are DONE again."""
+    for message in session.scalars(select(Message).where(Message.id.in_(message_ids))):
+        if message.state != MessageState.PROCESSED:
+            continue
+        filed = all(loc.marked_at is not None for loc in message.locations)
+        if message.source == "import" or (message.locations and filed):
+            message.state = MessageState.DONE
+
+
+def attachments_of(session: Session, message_id: int) -> dict[int, int]:
+    from storage.models import Attachment
+
+    return dict(
+        session.execute(
+            select(Attachment.position, Attachment.id).where(Attachment.message_id == message_id)
+        ).all()
+    )
+
+
+def submission_of_message(
+    session: Session, message_id: int, sender_id: str, attachment_id: int | None, sheet: str | None
+) -> Submission | None:
+    return session.scalar(
+        select(Submission).where(
+            Submission.message_id == message_id,
+            Submission.sender_id == sender_id,
+            Submission.attachment_id == attachment_id
+            if attachment_id is not None
+            else Submission.attachment_id.is_(None),
+            Submission.sheet == sheet if sheet is not None else Submission.sheet.is_(None),
+        )
+    )
