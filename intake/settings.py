@@ -1,0 +1,171 @@
+"""Settings: the one reader of the environment and of `config/intake.toml`.
+
+Order of precedence (highest first): keyword arguments, environment variables (`INTAKE_` prefix,
+`__` between nested names), the TOML file (`--config PATH`, `INTAKE_CONFIG`, or
+`config/intake.toml`), then the defaults below. Built by `load_settings()`, never at import, and
+passed down: no module reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG = Path("config/intake.toml")
+Security = Literal["ssl", "starttls", "none"]
+
+
+class ImapSettings(BaseModel):
+    host: str = "imap.gmail.com"
+    port: int | None = None  # default by security: 993 for ssl, 143 otherwise
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    security: Security = "ssl"
+    folder: str = "INBOX"
+    # How a handled message is filed on the server: a keyword (flag), a move to `done_folder`,
+    # or a Gmail label (X-GM-LABELS). Never a delete.
+    mark: Literal["keyword", "move", "gmail-label"] = "keyword"
+    done_keyword: str = "$IntakeDone"
+    done_folder: str = "intake/processed"
+    timeout: float = 60.0  # seconds, on every socket operation
+    batch_size: int = 50  # messages per UID FETCH
+    sent_folder: str | None = None  # found by SPECIAL-USE \Sent when None
+
+    def effective_port(self) -> int:
+        if self.port:
+            return self.port
+        return 993 if self.security == "ssl" else 143
+
+
+class SmtpSettings(BaseModel):
+    host: str = "smtp.gmail.com"
+    port: int | None = None  # 465 for ssl, 587 for starttls, 25 for none
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    security: Security = "ssl"
+    from_address: str = "Jpp.moi9999@gmail.com"
+    from_name: str = "ศูนย์ประสานข้อมูลการยกระดับเมือง กระทรวงมหาดไทย"
+    timeout: float = 60.0
+
+    def effective_port(self) -> int:
+        if self.port:
+            return self.port
+        return {"ssl": 465, "starttls": 587, "none": 25}[self.security]
+
+
+class RepliesSettings(BaseModel):
+    enabled: bool = True
+    dry_run: bool = False  # the outbox fills, nothing is sent
+    per_recipient_daily_cap: int = 5
+    message_id_domain: str = "intake.moi.local"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="INTAKE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    # default: SQLite under data_dir; may carry a password, so it is kept out of repr()
+    database_url: str | None = Field(default=None, repr=False)
+    data_dir: Path = Path("./var")
+    config_dir: Path = Path("config")
+    imap: ImapSettings = Field(default_factory=ImapSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    replies: RepliesSettings = Field(default_factory=RepliesSettings)
+    deadline: datetime = datetime.fromisoformat("2024-01-22T23:59:59+07:00")
+    now: datetime | None = None  # the instant taken as "now" (demos, tests of deadline logic)
+    timezone: str = "Asia/Bangkok"
+    campaign: str = "city-upgrading-2567"
+    include_bangkok: bool = False  # Bangkok is in the reference data but was not addressed
+    reminders_before: list[timedelta] = Field(
+        default_factory=lambda: [timedelta(days=3), timedelta(days=1)]
+    )
+
+    # Where the TOML file comes from; set by load_settings(), not by users.
+    toml_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("deadline", "now")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a UTC offset, e.g. 2024-01-22T23:59:59+07:00")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _TOML_PATH_FOR_BUILD.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path is not None and toml_path.exists():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'intake.db').resolve()}"
+
+    def describe(self) -> dict[str, Any]:
+        """Settings for display: secrets masked by SecretStr, database URL password removed."""
+        data = self.model_dump(mode="json")
+        data["database_url"] = redact_url(self.effective_database_url)
+        return data
+
+
+_TOML_PATH_FOR_BUILD: dict[str, Path | None] = {"path": None}
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings once, at the edge (CLI, scheduler, tests)."""
+    path = Path(config) if config else Path(os.environ.get("INTAKE_CONFIG", DEFAULT_CONFIG))
+    _TOML_PATH_FOR_BUILD["path"] = path
+    try:
+        settings = Settings(**overrides)
+    finally:
+        _TOML_PATH_FOR_BUILD["path"] = None
+    settings.toml_file = path if path.exists() else None
+    explicit = "config_dir" in overrides or os.environ.get("INTAKE_CONFIG_DIR")
+    if not explicit and path.exists() and not _toml_sets(path, "config_dir"):
+        # config files (roster, form description, templates) live beside the TOML file
+        settings.config_dir = path.parent
+    return settings
+
+
+def _toml_sets(path: Path, key: str) -> bool:
+    import tomllib
+
+    with path.open("rb") as fh:
+        return key in tomllib.load(fh)
+
+
+def redact_url(url: str) -> str:
+    """Hide a password in a database URL before it reaches a log or a screen."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as a placeholder, never raw
+        return "<unparsable database URL>"

@@ -1,0 +1,85 @@
+"""The configuration contract: TOML file, INTAKE_ environment variables with __, env wins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from intake.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("INTAKE_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_without_a_file(tmp_path):
+    s = load_settings(tmp_path / "absent.toml")
+    assert s.imap.host == "imap.gmail.com" and s.imap.security == "ssl"
+    assert s.imap.effective_port() == 993 and s.imap.folder == "INBOX"
+    assert s.deadline == datetime.fromisoformat("2024-01-22T23:59:59+07:00")
+    assert s.now is None
+    assert s.effective_database_url.startswith("sqlite:///")
+    assert s.effective_database_url.endswith("/var/intake.db")
+
+
+def test_toml_then_environment_wins(tmp_path, monkeypatch):
+    cfg = tmp_path / "intake.toml"
+    cfg.write_text(
+        'data_dir = "/srv/intake"\n[imap]\nhost = "mail.example"\nport = 1993\n'
+        '[smtp]\nfrom_address = "a@example.test"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("INTAKE_IMAP__HOST", "imap.override")
+    monkeypatch.setenv("INTAKE_IMAP__SECURITY", "starttls")
+    monkeypatch.setenv("INTAKE_SMTP__FROM_ADDRESS", "b@example.test")
+    monkeypatch.setenv("INTAKE_DATABASE_URL", "postgresql+psycopg://u:pw@db/intake")
+    monkeypatch.setenv("INTAKE_NOW", "2024-01-21T09:00:00+07:00")
+    s = load_settings(cfg)
+    assert s.imap.host == "imap.override"  # environment beats the file
+    assert s.imap.port == 1993  # the file beats the default
+    assert s.imap.security == "starttls"
+    assert str(s.data_dir) == "/srv/intake"
+    assert s.smtp.from_address == "b@example.test"
+    assert s.database_url == "postgresql+psycopg://u:pw@db/intake"
+    assert s.now == datetime.fromisoformat("2024-01-21T09:00:00+07:00")
+
+
+def test_intake_config_variable_names_the_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "other.toml"
+    cfg.write_text('[imap]\nfolder = "Submissions"\n', encoding="utf-8")
+    monkeypatch.setenv("INTAKE_CONFIG", str(cfg))
+    s = load_settings()
+    assert s.imap.folder == "Submissions"
+    assert s.config_dir == tmp_path  # roster, form and templates are read beside the file
+
+
+def test_secrets_are_masked_everywhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTAKE_IMAP__PASSWORD", "app-password-123")
+    monkeypatch.setenv("INTAKE_SMTP__PASSWORD", "app-password-123")
+    monkeypatch.setenv("INTAKE_DATABASE_URL", "postgresql+psycopg://u:dbsecret@db/intake")
+    s = load_settings(tmp_path / "absent.toml")
+    shown = repr(s) + str(s.describe())
+    assert "app-password-123" not in shown
+    assert "dbsecret" not in shown
+    assert s.imap.password.get_secret_value() == "app-password-123"
+
+
+def test_deadline_without_offset_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTAKE_DEADLINE", "2024-01-22T23:59:59")
+    with pytest.raises(ValueError, match="UTC offset"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_shipped_example_targets_gmail():
+    from pathlib import Path
+
+    s = load_settings(Path(__file__).resolve().parent.parent / "config" / "intake.toml")
+    assert (s.imap.host, s.imap.security, s.imap.effective_port()) == ("imap.gmail.com", "ssl", 993)
+    assert s.imap.username.lower() == "jpp.moi9999@gmail.com"
+    assert s.imap.password.get_secret_value() == ""  # the app password comes from the environment
