@@ -1,0 +1,882 @@
+"""Real servers for the tests: Dovecot (IMAP), aiosmtpd (SMTP) and a throwaway PostgreSQL.
+
+Each is a class with `start()` / `stop()` for fixtures (see conftest.py). Subprocesses get
+PR_SET_PDEATHSIG, so a killed test run leaves no server behind. A missing binary raises
+`ServerUnavailable` with the install command: the suite fails, it never skips.
+
+See shared/reference/test-infra.md for the choices (short /tmp paths, root specifics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ctypes
+import ctypes.util
+import email
+import email.policy
+import glob
+import itertools
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from imapclient import IMAPClient
+
+from intake.settings import ImapSettings, SmtpSettings
+
+_SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_PR_SET_PDEATHSIG = 1
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
+
+
+class ServerUnavailable(RuntimeError):
+    """A test server could not be started (binary missing, did not come up)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A `preexec_fn` that makes the child receive `sig` when this process dies (Linux).
+
+    It runs after Popen's user/group switch (which would clear the setting). If the parent is
+    already gone when it runs, the child exits at once.
+    """
+    parent = os.getpid()
+    libc = _libc()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process. All
+# server processes are therefore forked by one long-lived thread, so that a server started from
+# a short-lived thread (a threading.Timer in a test) lives until the test process dies.
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
+
+
+def spawn(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen` from the spawner thread; pass `preexec_fn=die_with_parent(...)`."""
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(list(args), **kwargs)
+
+    return _SPAWNER.submit(start).result()
+
+
+def find_binary(name: str, hint: str, extra_dirs: Sequence[str] = ()) -> str:
+    for directory in extra_dirs:
+        candidate = Path(directory) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name, path=os.environ.get("PATH", "") + ":" + _SBIN_PATH)
+    if found:
+        return found
+    raise ServerUnavailable(f"`{name}` not found; install it: {hint}")
+
+
+def _wait_for_greeting(
+    port: int, proc: subprocess.Popen[bytes], prefix: bytes, timeout: float, log: Path
+) -> None:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerUnavailable(
+                f"server exited with code {proc.returncode} before listening on {port}:\n"
+                + _tail(log)
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+                if sock.recv(200).startswith(prefix):
+                    return
+        except OSError as exc:
+            last_error = exc
+        time.sleep(0.02)
+    raise ServerUnavailable(
+        f"server not ready on port {port} after {timeout} s ({last_error}):\n{_tail(log)}"
+    )
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _terminate_group(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15.0) -> None:
+    """Signal a server started with `process_group=0` and everything in its group, then reap.
+
+    Dovecot's master leaves running `imap` processes behind when it exits (they keep serving
+    their open connections); a test that stops the server means the connections too.
+    """
+    if proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        if not live_processes_in_group(proc.pid):
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def live_processes_in_group(group: int) -> list[int]:
+    """PIDs in process group `group`, zombies excluded (orphans are reaped late here)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            found.append(int(entry.name))
+    return found
+
+
+# Kills a whole process group when the test process dies: Dovecot's master, once signalled,
+# can wait seconds for a login process stuck in a read; this ends them all within ~1 s.
+_GROUP_REAPER = """
+import os, signal, sys, time
+group = int(sys.argv[1])
+def alive():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            return True
+    return False
+def reap(*_):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            os._exit(0)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if not alive():
+                os._exit(0)
+            time.sleep(0.05)
+    os._exit(0)
+signal.signal(signal.SIGTERM, reap)
+while True:
+    signal.pause()
+"""
+
+
+def spawn_group_reaper(group: int) -> subprocess.Popen[bytes]:
+    """A small process that kills process group `group` when this process dies."""
+    return spawn(
+        [sys.executable, "-c", _GROUP_REAPER, str(group)],
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(signal.SIGTERM),
+    )
+
+
+def _uid_from_append(response: Any) -> int | None:
+    match = _APPENDUID.search(response if isinstance(response, bytes) else b"")
+    return int(match.group(2)) if match else None
+
+
+# --------------------------------------------------------------------------- Dovecot
+
+
+_DOVECOT_CONF = """\
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+instance_name = intake-test-{port}
+protocols = imap
+listen = 127.0.0.1
+{ssl}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mail_location = maildir:~/Maildir
+first_valid_uid = 0
+stats_writer_socket_path =
+{owner}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {dir}/users/%u
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={dir}/mail/%u
+}}
+# no growing delay after failed logins from 127.0.0.1 (the tests fail logins on purpose)
+service anvil {{
+  {login_chroot}
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+service imap-login {{
+  {login_chroot}
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {tls_port}
+  }}
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+    auto = subscribe
+  }}
+}}
+"""
+
+
+class DovecotServer:
+    """A private Dovecot instance on 127.0.0.1 with passwd-file users (PLAIN passwords).
+
+    `tls=True` adds a self-signed certificate for localhost/127.0.0.1: STARTTLS on `port` and
+    implicit TLS on `tls_port`; `ssl_context()` trusts it.
+    """
+
+    def __init__(self, *, tls: bool = False) -> None:
+        self.tls = tls
+        self.dir: Path | None = None
+        self.port = 0
+        self.tls_port = 0
+        self.users: dict[str, str] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self._dovecot = find_binary("dovecot", "apt-get install -y dovecot-imapd")
+        self._doveadm = find_binary("doveadm", "apt-get install -y dovecot-imapd")
+        self._user_seq = itertools.count(1)
+
+    # lifecycle --------------------------------------------------------------
+
+    @property
+    def conf(self) -> Path:
+        assert self.dir is not None, "start() the server first"
+        return self.dir / "dovecot.conf"
+
+    @property
+    def log_path(self) -> Path:
+        assert self.dir is not None, "start() the server first"
+        return self.dir / "dovecot.log"
+
+    def start(self) -> DovecotServer:
+        if self._proc is not None and self._proc.poll() is None:
+            return self
+        if self.dir is None:
+            self._prepare()
+        self._launch()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and delete its mail and config."""
+        self.halt()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def halt(self) -> None:
+        """Stop the server and drop its connections, keep the mail: `start()` brings it back."""
+        self._end(signal.SIGTERM)
+
+    def crash(self) -> None:
+        """SIGKILL the server and its sessions: connections drop without a BYE."""
+        self._end(signal.SIGKILL)
+
+    def _end(self, sig: int) -> None:
+        _terminate_group(self._proc, sig)
+        self._proc = None
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait(5)
+            self._reaper = None
+
+    def restart(self) -> None:
+        self.halt()
+        self._launch()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _prepare(self) -> None:
+        directory = Path(tempfile.mkdtemp(prefix="dc", dir="/tmp"))
+        directory.chmod(0o755)  # the dovecot user must traverse it
+        self.dir = directory
+        self.port = free_port()
+        self.tls_port = free_port() if self.tls else 0
+        (directory / "mail").mkdir()
+        (directory / "users").mkdir()
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("dovecot")
+            uid, gid, owner, login_chroot = entry.pw_uid, entry.pw_gid, "", ""
+            os.chown(directory / "mail", uid, gid)
+        else:  # a developer's own account: everything runs as that user
+            entry = pwd.getpwuid(os.geteuid())
+            uid, gid = entry.pw_uid, entry.pw_gid
+            owner = (
+                f"default_login_user = {entry.pw_name}\n"
+                f"default_internal_user = {entry.pw_name}\n"
+                f"default_internal_group = {entry.pw_name}\n"
+            )
+            login_chroot = "chroot ="
+
+        if self.tls:
+            self._make_certificate()
+            ssl_conf = (
+                f"ssl = yes\nssl_cert = <{directory}/cert.pem\nssl_key = <{directory}/key.pem"
+            )
+        else:
+            ssl_conf = "ssl = no"
+        self.conf.write_text(
+            _DOVECOT_CONF.format(
+                dir=directory,
+                port=self.port,
+                tls_port=self.tls_port,
+                ssl=ssl_conf,
+                owner=owner,
+                login_chroot=login_chroot,
+                uid=uid,
+                gid=gid,
+            )
+        )
+
+    def _make_certificate(self) -> None:
+        assert self.dir is not None
+        openssl = find_binary("openssl", "apt-get install -y openssl")
+        subprocess.run(
+            [
+                openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-keyout", str(self.dir / "key.pem"), "-out", str(self.dir / "cert.pem"),
+                "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying client context that trusts this server's self-signed certificate."""
+        assert self.dir is not None and self.tls, "a tls=True server"
+        return ssl.create_default_context(cafile=str(self.dir / "cert.pem"))
+
+    def _launch(self) -> None:
+        assert self.dir is not None
+        with self.log_path.open("ab") as out:
+            self._proc = spawn(
+                [self._dovecot, "-F", "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                process_group=0,  # its children with it: see _terminate_group
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+        self._reaper = spawn_group_reaper(self._proc.pid)
+        _wait_for_greeting(self.port, self._proc, b"* OK", 15.0, self.log_path)
+
+    # users and mail -----------------------------------------------------------
+
+    def add_user(self, name: str | None = None, password: str | None = None) -> str:
+        """Add a user (a fresh name and password by default); returns the name."""
+        assert self.dir is not None, "start() the server first"
+        name = name or f"u{next(self._user_seq)}-{secrets.token_hex(3)}"
+        password = password or secrets.token_urlsafe(12)
+        if ":" in name + password or "\n" in name + password:
+            raise ValueError("user names and passwords must not contain ':' or newlines")
+        if "/" in name or name.startswith("."):
+            raise ValueError("user names must not contain '/' or start with '.'")
+        # One passwd-file per user: Dovecot re-reads a changed file at most once a second,
+        # so a user added to a shared file could not log in right away.
+        tmp = self.dir / "users" / f".{name}.tmp"
+        tmp.write_text(f"{name}:{{PLAIN}}{password}\n")
+        tmp.replace(self.dir / "users" / name)
+        self.users[name] = password
+        return name
+
+    def user(self, name: str | None = None, password: str | None = None) -> DovecotUser:
+        return DovecotUser(self, self.add_user(name, password))
+
+    def client(self, user: str, timeout: float = 10.0) -> IMAPClient:
+        """A logged-in IMAPClient for test setup and checks (caller logs out / uses `with`)."""
+        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=timeout)
+        client.login(user, self.users[user])
+        return client
+
+    def append(
+        self,
+        user: str,
+        raw: bytes,
+        internaldate: datetime | None = None,
+        folder: str = "INBOX",
+        flags: Sequence[str] = (),
+    ) -> int:
+        """APPEND one message (folder created if missing); returns its UID."""
+        with self.client(user) as client:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            response = client.append(folder, raw, flags=tuple(flags), msg_time=internaldate)
+        uid = _uid_from_append(response)
+        assert uid is not None, f"no APPENDUID in {response!r}"
+        return uid
+
+    def set_uidvalidity(self, user: str, folder: str, value: int) -> None:
+        subprocess.run(
+            [self._doveadm, "-c", str(self.conf), "mailbox", "update", "-u", user,
+             "--uid-validity", str(value), folder],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )  # fmt: skip
+
+    def imap_settings(self, user: str, **overrides: Any) -> ImapSettings:
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "username": user,
+            "password": self.users[user],
+            "security": "none",
+            "folder": "INBOX",
+            "mark": "keyword",
+            "timeout": 10.0,
+        }
+        values.update(overrides)
+        return ImapSettings(**values)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.dir else ""
+
+
+@dataclass
+class DovecotUser:
+    """One mailbox user on a DovecotServer, with the server helpers bound to it."""
+
+    server: DovecotServer
+    name: str
+
+    @property
+    def password(self) -> str:
+        return self.server.users[self.name]
+
+    def settings(self, **overrides: Any) -> ImapSettings:
+        return self.server.imap_settings(self.name, **overrides)
+
+    def client(self, timeout: float = 10.0) -> IMAPClient:
+        return self.server.client(self.name, timeout)
+
+    def append(
+        self,
+        raw: bytes,
+        internaldate: datetime | None = None,
+        folder: str = "INBOX",
+        flags: Sequence[str] = (),
+    ) -> int:
+        return self.server.append(self.name, raw, internaldate, folder, flags)
+
+    def set_uidvalidity(self, folder: str, value: int) -> None:
+        self.server.set_uidvalidity(self.name, folder, value)
+
+    def flags(self, uid: int, folder: str = "INBOX") -> tuple[str, ...]:
+        """The flags of one message as another client sees them (read-only EXAMINE)."""
+        with self.client() as client:
+            client.select_folder(folder, readonly=True)
+            data = client.fetch([uid], ["FLAGS"])
+        assert uid in data, f"UID {uid} not in {folder}"
+        return tuple(f.decode() if isinstance(f, bytes) else str(f) for f in data[uid][b"FLAGS"])
+
+    def uids(self, folder: str = "INBOX") -> list[int]:
+        with self.client() as client:
+            client.select_folder(folder, readonly=True)
+            return sorted(client.search("ALL"))
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+    message: EmailMessage
+
+
+class _SmtpHandler:
+    def __init__(self, owner: SmtpServer) -> None:
+        self.owner = owner
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        return self.owner._on_data(envelope)
+
+
+class SmtpServer:
+    """aiosmtpd on 127.0.0.1 (SMTPUTF8, 8BITMIME) keeping every accepted message."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.messages: list[ReceivedMail] = []
+        self.data_attempts = 0  # DATA commands seen, refused ones included
+        self._failures: deque[str] = deque()
+        self._cond = threading.Condition()
+        self._controller: Any = None
+
+    def start(self) -> SmtpServer:
+        try:
+            from aiosmtpd.controller import Controller
+        except ImportError as exc:
+            raise ServerUnavailable("aiosmtpd missing: pip install -e '.[test]'") from exc
+        self.port = free_port()
+        self._controller = Controller(
+            _SmtpHandler(self),
+            hostname="127.0.0.1",
+            port=self.port,
+            enable_SMTPUTF8=True,
+        )
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            with contextlib.suppress(AssertionError, RuntimeError, asyncio.CancelledError):
+                self._controller.stop()
+            self._controller = None
+
+    def _on_data(self, envelope: Any) -> str:
+        with self._cond:
+            self.data_attempts += 1
+            if self._failures:
+                return self._failures.popleft()
+            raw = envelope.original_content or envelope.content
+            if isinstance(raw, str):
+                raw = raw.encode("utf-8", "surrogateescape")
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            self.messages.append(
+                ReceivedMail(
+                    mail_from=envelope.mail_from,
+                    rcpt_tos=list(envelope.rcpt_tos),
+                    raw=bytes(raw),
+                    message=message,
+                )
+            )
+            self._cond.notify_all()
+        return "250 2.0.0 OK: queued"
+
+    def fail_next(self, code_and_text: str, times: int = 1) -> None:
+        """Answer the next `times` DATA commands with e.g. "451 4.3.0 try later"."""
+        with self._cond:
+            self._failures.extend([code_and_text] * times)
+
+    def wait_for(self, n: int, timeout: float = 5.0) -> list[ReceivedMail]:
+        """Block until at least `n` messages arrived; AssertionError after `timeout`."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.messages) >= n, timeout):
+                raise AssertionError(
+                    f"expected {n} message(s) within {timeout} s, got {len(self.messages)}"
+                )
+            return list(self.messages)
+
+    def clear(self) -> None:
+        with self._cond:
+            self.messages.clear()
+            self._failures.clear()
+            self.data_attempts = 0
+
+    def smtp_settings(self, **overrides: Any) -> SmtpSettings:
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "security": "none",
+            "from_address": "intake@example.test",
+            "timeout": 10.0,
+        }
+        values.update(overrides)
+        return SmtpSettings(**values)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _postgres_bindir() -> Path:
+    for name in ("postgres", "initdb"):
+        found = shutil.which(name)
+        if found and Path(found).with_name("initdb").exists():
+            return Path(found).parent
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(re.sub(r"\D", "", Path(p).parent.name) or 0),
+        reverse=True,
+    )
+    for directory in candidates:
+        if (Path(directory) / "postgres").exists() and (Path(directory) / "initdb").exists():
+            return Path(directory)
+    raise ServerUnavailable(
+        "PostgreSQL binaries (initdb, postgres) not found; install them: "
+        "apt-get install -y postgresql (or set TEST_DATABASE_URL)"
+    )
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster, or the server named by TEST_DATABASE_URL."""
+
+    def __init__(self, external_url: str | None = None) -> None:
+        self.external_url = (
+            external_url
+            if external_url is not None
+            else (os.environ.get("TEST_DATABASE_URL") or None)
+        )
+        self.dir: Path | None = None
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._seq = itertools.count(1)
+
+    def start(self) -> PostgresServer:
+        if self.external_url:
+            self._wait_ready(time.monotonic() + 10, proc=None)
+            return self
+        bindir = _postgres_bindir()
+        base = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))
+        base.chmod(0o755)
+        self.dir = base
+        self.port = free_port()
+        run_as: dict[str, Any] = {}
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            entry = pwd.getpwnam("postgres")
+            os.chown(base, entry.pw_uid, entry.pw_gid)
+            run_as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        log = base / "postgres.log"
+        initdb = spawn(
+            [str(bindir / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres",
+             "-E", "UTF8", "--no-locale", "--no-sync"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=base,
+            preexec_fn=die_with_parent(signal.SIGKILL),
+            **run_as,
+        )  # fmt: skip
+        output, _ = initdb.communicate(timeout=120)
+        if initdb.returncode != 0:
+            raise ServerUnavailable(
+                f"initdb failed ({initdb.returncode}): {output.decode(errors='replace')}"
+            )
+        with log.open("ab") as out:
+            if run_as:
+                os.chown(log, run_as["user"], run_as["group"])
+            self._proc = spawn(
+                [str(bindir / "postgres"), "-D", str(base / "data"), "-k", str(base),
+                 "-h", "127.0.0.1", "-p", str(self.port),
+                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=base,
+                preexec_fn=die_with_parent(signal.SIGINT),  # fast shutdown
+                **run_as,
+            )  # fmt: skip
+        self._wait_ready(time.monotonic() + 30, proc=self._proc)
+        return self
+
+    def stop(self) -> None:
+        _terminate(self._proc, signal.SIGINT)
+        self._proc = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def _wait_ready(self, deadline: float, proc: subprocess.Popen[bytes] | None) -> None:
+        import psycopg
+
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                log = self.dir / "postgres.log" if self.dir else Path("/nonexistent")
+                raise ServerUnavailable(
+                    f"postgres exited with code {proc.returncode}:\n{_tail(log)}"
+                )
+            try:
+                with psycopg.connect(**self._conninfo("postgres"), connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError as exc:
+                last = exc
+                time.sleep(0.05)
+        raise ServerUnavailable(f"PostgreSQL not reachable at {self.url('postgres')}: {last}")
+
+    def url(self, dbname: str = "postgres") -> str:
+        """A SQLAlchemy URL (psycopg 3 driver) for database `dbname`."""
+        if self.external_url:
+            from sqlalchemy.engine import make_url
+
+            base = make_url(self.external_url)
+            return base.set(database=dbname).render_as_string(hide_password=False)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def _conninfo(self, dbname: str) -> dict[str, Any]:
+        if not self.external_url:
+            return {"host": "127.0.0.1", "port": self.port, "user": "postgres", "dbname": dbname}
+        from sqlalchemy.engine import make_url
+
+        base = make_url(self.external_url)
+        info: dict[str, Any] = {"dbname": dbname}
+        for key, value in (
+            ("host", base.host),
+            ("port", base.port),
+            ("user", base.username),
+            ("password", base.password),
+        ):
+            if value is not None:
+                info[key] = value
+        host = base.query.get("host")  # ?host=/run/postgresql
+        if host and "host" not in info:
+            info["host"] = host if isinstance(host, str) else host[0]
+        return info
+
+    def connect(self, dbname: str = "postgres") -> Any:
+        """A psycopg connection (autocommit) to `dbname`."""
+        import psycopg
+
+        return psycopg.connect(**self._conninfo(dbname), autocommit=True, connect_timeout=5)
+
+    def create_database(self, name: str | None = None) -> str:
+        """Create an empty database (a unique name by default); returns its name."""
+        from psycopg import sql
+
+        name = name or f"intake_t{os.getpid()}_{next(self._seq)}_{secrets.token_hex(3)}"
+        with self.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        from psycopg import sql
+
+        with self.connect() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+# --------------------------------------------------------------------------- TCP stubs
+
+
+class StubTcpServer:
+    """A TCP listener that misbehaves on purpose, for timeout and retry tests.
+
+    Each accepted connection gets `greeting` (if any), then either is closed at once
+    (`close=True`) or is left open and silent until `stop()`. `accepted` counts connections.
+    """
+
+    def __init__(self, *, greeting: bytes | None = None, close: bool = False) -> None:
+        self.greeting = greeting
+        self.close = close
+        self.accepted = 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        self._conns: list[socket.socket] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> StubTcpServer:
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _addr = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            with contextlib.suppress(OSError):
+                if self.greeting is not None:
+                    conn.sendall(self.greeting)
+            if self.close:
+                conn.close()
+            else:
+                self._conns.append(conn)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(2)
+        self._sock.close()
+        for conn in self._conns:
+            conn.close()
+
+    def __enter__(self) -> StubTcpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
