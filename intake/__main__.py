@@ -1,0 +1,3 @@
+from intake.cli import app
+
+app(prog_name="intake")

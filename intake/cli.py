@@ -1,0 +1,296 @@
+"""The `intake` command: a thin skin over the pipeline, reports and storage (Typer + Rich).
+
+Exit codes: 0 done (bad messages are outcomes, not failures); 1 configuration or database
+problem; 2 usage; 3 the mailbox could not be used (unreachable, or the login was refused).
+"""
+
+from __future__ import annotations
+
+import logging
+import mailbox as stdlib_mailbox
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from intake.errors import ConfigError, IntakeError, MailboxUnavailable
+from intake.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="รับแบบฟอร์มข้อมูลทางอีเมล — e-mail intake for the MOI city-upgrading data call.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+EXIT_CONFIG, EXIT_MAILBOX = 1, 3
+
+
+class _State:
+    config: Path | None = None
+    settings: Settings | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Settings file (default: $INTAKE_CONFIG or config/intake.toml)."
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event.")] = False,
+) -> None:
+    state.config = config
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _settings() -> Settings:
+    if state.settings is None:
+        try:
+            state.settings = load_settings(state.config)
+        except Exception as exc:  # pydantic ValidationError and TOML errors alike
+            _fail(EXIT_CONFIG, f"settings: {exc}")
+    return state.settings  # type: ignore[return-value]
+
+
+def _fail(code: int, message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _services() -> Any:
+    from intake.bootstrap import open_services
+
+    try:
+        return open_services(_settings())
+    except IntakeError as exc:
+        _fail(EXIT_CONFIG, str(exc))
+
+
+def _progress() -> tuple[Progress, Any]:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return progress, update
+
+
+def _print_cycle(report: Any) -> None:
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "none"
+    console.print(
+        f"fetched {report.fetched} (new {report.new}), processed {report.processed} "
+        f"[{outcomes}], failed {report.failed}, filed {report.marked}, replies sent {report.sent}",
+        highlight=False,
+    )
+    for error in report.send_errors[:5]:
+        err.print(f"[yellow]reply not sent yet:[/] {error}", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the database schema (the only way tables are made)."""
+    from intake.settings import redact_url
+    from storage.session import migrate
+
+    settings = _settings()
+    url = settings.effective_database_url
+    try:
+        migrate(url, revision)
+    except Exception as exc:  # noqa: BLE001 - shown without the URL's password
+        _fail(EXIT_CONFIG, f"migration of {redact_url(url)} failed: {type(exc).__name__}: {exc}")
+    console.print(f"database {redact_url(url)} is at {revision}", highlight=False)
+
+
+@app.command()
+def poll(
+    once: Annotated[bool, typer.Option("--once", help="Run one cycle and exit.")] = False,
+) -> None:
+    """Fetch new mail, process it, file it on the server and send the replies: one cycle.
+
+    Without --once the cycle repeats every 2 minutes until interrupted (`intake run`, with IDLE
+    and the scheduler, is the long-running worker).
+    """
+    import time
+
+    from intake.pipeline import poll_once
+
+    svc = _services()
+    while True:
+        progress, update = _progress()
+        try:
+            with progress:
+                report = poll_once(svc, update)
+        except MailboxUnavailable as exc:
+            _fail(EXIT_MAILBOX, f"mailbox: {exc}")
+        _print_cycle(report)
+        if once:
+            return
+        time.sleep(120)
+
+
+@app.command("import")
+def import_(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help=".eml files, mbox files (Gmail Takeout) or Maildir folders."),
+    ],
+) -> None:
+    """Take mail from files through the same path as the mailbox (offline use, recovery)."""
+    from intake.pipeline import import_files
+
+    for path in paths:
+        if not path.exists():
+            _fail(2, f"no such file or folder: {path}")
+    svc = _services()
+    progress, update = _progress()
+    with progress:
+        report = import_files(svc, _read_mail_files(paths), update)
+    _print_cycle(report)
+
+
+def _read_mail_files(paths: list[Path]) -> Iterator[tuple[bytes, datetime | None]]:
+    for path in paths:
+        if path.is_dir() and (path / "cur").is_dir():
+            box: Any = stdlib_mailbox.Maildir(path, factory=None, create=False)
+            for key in box.iterkeys():
+                yield box.get_bytes(key), None
+        elif path.is_dir():
+            for child in sorted(path.rglob("*.eml")):
+                yield child.read_bytes(), None
+        elif _is_mbox(path):
+            for raw in _mbox_messages(path):
+                yield raw, None
+        else:
+            yield path.read_bytes(), None
+
+
+def _is_mbox(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(5) == b"From "
+
+
+def _mbox_messages(path: Path) -> Iterator[bytes]:
+    box = stdlib_mailbox.mbox(path, create=False)
+    try:
+        for key in box.iterkeys():
+            yield box.get_bytes(key)
+    finally:
+        box.close()
+
+
+@app.command()
+def reprocess(
+    message: Annotated[
+        list[int] | None, typer.Option("--message", "-m", help="Message row id (repeatable).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every message in the archive.")] = False,
+) -> None:
+    """Run parsing, reading and deciding again from the archive (no mailbox needed)."""
+    from intake.pipeline import reprocess as run_reprocess
+
+    if not message and not all_:
+        _fail(2, "name messages with --message ID, or use --all")
+    svc = _services()
+    report = run_reprocess(svc, list(message) if message else None)
+    _print_cycle(report)
+
+
+@app.command()
+def report(
+    format_: Annotated[str, typer.Option("--format", "-f", help="json, table or csv.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+) -> None:
+    """Who has sent a usable form, who must correct, who is missing; and what waits for review."""
+    from intake import reports
+    from storage.session import session_scope
+
+    if format_ not in {"json", "table", "csv"}:
+        _fail(2, f"unknown format {format_!r}: use json, table or csv")
+    svc = _services()
+    with session_scope(svc.factory) as session:
+        data = reports.build_report(session, svc.settings.deadline, svc.clock.now())
+    if format_ == "json":
+        text = reports.to_json(data)
+    elif format_ == "csv":
+        text = reports.to_csv(data)
+    else:
+        from intake.report_table import render_table
+
+        if output is None:
+            render_table(console, data)
+            return
+        buffer = Console(record=True, width=140, file=open(_devnull(), "w"))  # noqa: SIM115
+        render_table(buffer, data)
+        text = buffer.export_text()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        err.print(f"written to {output}", highlight=False)
+
+
+def _devnull() -> str:
+    import os
+
+    return os.devnull
+
+
+@app.command()
+def template(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the .xlsx.")
+    ] = Path("form.xlsx"),
+) -> None:
+    """Write the blank form that provinces fill in, from config/form.toml."""
+    from intake.forms import load_spec, write_template
+
+    settings = _settings()
+    spec = load_spec(settings.config_dir / "form.toml")
+    write_template(spec, output)
+    console.print(f"blank form written to {output}", highlight=False)
+
+
+@app.command("config")
+def show_config() -> None:
+    """Show the settings in force, secrets masked."""
+    import json
+
+    console.print_json(json.dumps(_settings().describe(), ensure_ascii=False, default=str))
+
+
+def run() -> None:  # pragma: no cover - console-script convenience
+    try:
+        app()
+    except ConfigError as exc:
+        _fail(EXIT_CONFIG, str(exc))

@@ -1,0 +1,318 @@
+"""Turn one attachment into grids of cell values, one per sheet, within hard limits.
+
+Each format has its own small reader (xlsx/xlsm with openpyxl, xls with xlrd, docx with
+python-docx); they all produce `Grid`s so one parser (`reader.py`) reads every format the same
+way. Anything that cannot or must not be read raises `SourceProblem` with a message code from
+the form description; nothing else escapes `open_source`.
+
+Safety: an .xlsx/.docx is a zip. Its central directory is checked first (member count, total
+uncompressed size, zip encryption) and the start of every XML member is checked for a DTD (entity
+bombs) before any XML parser sees it; Python's zipfile never inflates a member past its declared
+size, so the size check bounds what is decompressed. openpyxl then streams sheets in read-only
+mode (with defusedxml/lxml without entity resolution) and rows/columns are counted as they come.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+
+import xlrd
+from docx import Document
+from docx.oxml.ns import qn
+from docx.table import Table
+from docx.text.paragraph import Paragraph
+from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
+
+from intake.forms.model import Where
+from intake.forms.spec import FormSpec, Limits
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+ZIP_MAGIC = b"PK\x03\x04"
+_XML_SUFFIXES = (".xml", ".rels", ".vml")
+_DTD_MARKERS = (b"<!doctype", b"<!entity")
+_PREFIX_BYTES = 64 * 1024
+
+# What to say for files that are not a form in a readable format.
+_KIND_CODES = {
+    "pdf": "format_pdf",
+    "image": "format_image",
+    "doc": "format_doc",
+    "ods": "format_ods",
+    "tnef": "format_tnef",
+    "text": "format_text",
+    "zip": "format_zip",
+    "encrypted": "encrypted",
+}
+
+
+class SourceProblem(Exception):
+    """The attachment cannot be read as a form; `code` is a message code, `detail` is for people."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Uncalculated:
+    """A formula cell saved without its result (written by a tool that does not calculate)."""
+
+    formula: str
+
+
+@dataclass
+class Grid:
+    """One sheet as rows of plain cell values (0-based here, 1-based "C14" for people)."""
+
+    name: str | None
+    rows: list[list[Any]] = field(default_factory=list)
+    addressable: bool = True  # False for Word tables: no cell addresses to show
+
+    def get(self, row: int, col: int) -> Any:
+        if 0 <= row < len(self.rows) and 0 <= col < len(self.rows[row]):
+            return self.rows[row][col]
+        return None
+
+    def put(self, row: int, col: int, value: Any) -> None:
+        while len(self.rows) <= row:
+            self.rows.append([])
+        cells = self.rows[row]
+        cells.extend([None] * (col + 1 - len(cells)))
+        cells[col] = value
+
+    def where(self, row: int, col: int) -> Where:
+        if not self.addressable:
+            return Where(self.name, None, None)
+        return Where(self.name, row + 1, f"{get_column_letter(col + 1)}{row + 1}")
+
+
+@dataclass
+class Source:
+    grids: list[Grid]
+    template_version: str | None = None
+
+
+def open_source(
+    kind: str, data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool] = lambda g: True
+) -> Source:
+    """Grids of the attachment; `wanted` picks the grids worth a second (formula) pass."""
+    if data.startswith(OLE_MAGIC):
+        return _from_cfb(kind, data, spec)
+    if data.startswith(ZIP_MAGIC):
+        return _from_zip(kind, data, spec, wanted)
+    if kind in ("xlsx", "xlsm", "xls", "docx"):
+        raise SourceProblem("corrupt", "ไม่ใช่ไฟล์ Office ที่สมบูรณ์")
+    raise SourceProblem(_KIND_CODES.get(kind, "format_other"))
+
+
+def _from_cfb(kind: str, data: bytes, spec: FormSpec) -> Source:
+    """An OLE container: a password-protected .xlsx/.docx, an old .xls, or an old .doc."""
+    if "EncryptedPackage".encode("utf-16-le") in data or kind == "encrypted":
+        raise SourceProblem("encrypted")
+    if kind == "doc" or (
+        "WordDocument".encode("utf-16-le") in data and "Workbook".encode("utf-16-le") not in data
+    ):
+        raise SourceProblem("format_doc")
+    return Source(_xls_grids(data, spec.limits))
+
+
+def _from_zip(kind: str, data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) -> Source:
+    names = _check_zip(data, spec.limits)
+    if "xl/workbook.bin" in names:
+        raise SourceProblem("format_xlsb")
+    if "xl/workbook.xml" in names:
+        return _xlsx_source(data, spec, wanted)
+    if "word/document.xml" in names:
+        return Source([_docx_grid(data, spec.limits)])
+    if "mimetype" in names or kind == "ods":
+        raise SourceProblem("format_ods")
+    if kind in ("xlsx", "xlsm", "docx"):
+        raise SourceProblem("corrupt", "ไม่พบส่วนข้อมูลของแบบฟอร์มในไฟล์")
+    raise SourceProblem("format_zip")  # an archive: the pipeline opens those, we do not
+
+
+def _check_zip(data: bytes, limits: Limits) -> set[str]:
+    """Refuse oversized, encrypted or DTD-carrying zips before any member is parsed."""
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as zf:
+            infos = zf.infolist()
+            if len(infos) > limits.max_members:
+                raise SourceProblem("too_large", f"มีไฟล์ภายใน {len(infos):,} ไฟล์")
+            total = sum(info.file_size for info in infos)
+            if total > limits.max_uncompressed_bytes:
+                mb = limits.max_uncompressed_bytes // (1024 * 1024)
+                raise SourceProblem("too_large", f"ข้อมูลเมื่อขยายแล้วเกิน {mb} MB")
+            if any(info.flag_bits & 0x1 for info in infos):
+                raise SourceProblem("encrypted")
+            for info in infos:
+                if info.filename.lower().endswith(_XML_SUFFIXES):
+                    _check_xml_prefix(zf, info)
+            return {info.filename for info in infos}
+    except SourceProblem:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any zip damage is the sender's file, not our bug
+        raise SourceProblem("corrupt", type(exc).__name__) from exc
+
+
+def _check_xml_prefix(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """A DTD must precede the root element, so the start of a member is enough to see it."""
+    with zf.open(info) as fh:
+        head = fh.read(_PREFIX_BYTES).lower()
+    if any(marker in head for marker in _DTD_MARKERS):
+        raise SourceProblem("unsafe_file", info.filename)
+
+
+def _collect(rows: Iterable[Iterable[Any]], limits: Limits, name: str) -> list[list[Any]]:
+    """Rows as lists without trailing blanks, refusing a sheet past the row/column limits."""
+    out: list[list[Any]] = []
+    for index, row in enumerate(rows):
+        values = list(row)
+        while values and (values[-1] is None or values[-1] == ""):
+            values.pop()
+        if not values:
+            if index < limits.max_rows:
+                out.append(values)
+            continue
+        if index >= limits.max_rows:
+            raise SourceProblem("too_large", f"แผ่นงาน {name} มีเกิน {limits.max_rows:,} แถว")
+        if len(values) > limits.max_columns:
+            raise SourceProblem("too_large", f"แผ่นงาน {name} มีเกิน {limits.max_columns} คอลัมน์")
+        out.append(values)
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def _xlsx_source(data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) -> Source:
+    wb = load_workbook(
+        BytesIO(data), read_only=True, data_only=True, keep_vba=False, keep_links=False
+    )
+    try:
+        if len(wb.worksheets) > spec.limits.max_sheets:
+            raise SourceProblem("too_large", f"มี {len(wb.worksheets)} แผ่นงาน")
+        version = _template_version(wb, spec)
+        grids = []
+        for ws in wb.worksheets:
+            if ws.title == spec.template.marker_sheet:
+                continue
+            ws.reset_dimensions()  # declared dimensions may lie (A1:A1); never trust them
+            grids.append(
+                Grid(ws.title, _collect(ws.iter_rows(values_only=True), spec.limits, ws.title))
+            )
+    finally:
+        wb.close()
+    _mark_uncalculated(data, [g for g in grids if wanted(g)], spec.limits)
+    return Source(grids, version)
+
+
+def _template_version(wb: Any, spec: FormSpec) -> str | None:
+    if spec.template.marker_sheet not in wb.sheetnames:
+        return None
+    ws = wb[spec.template.marker_sheet]
+    ws.reset_dimensions()
+    first: tuple[Any, ...] = next(ws.iter_rows(min_row=1, max_row=1, values_only=True), ())
+    if len(first) >= 2 and first[0] == spec.template.marker and first[1] is not None:
+        return str(first[1])
+    return None
+
+
+def _mark_uncalculated(data: bytes, grids: list[Grid], limits: Limits) -> None:
+    """Second pass without data_only: a formula where the first pass saw nothing had no result.
+
+    openpyxl gives either cached values or formulas, never both, hence two streaming passes;
+    only sheets that look like forms get the second one.
+    """
+    if not grids:
+        return
+    wb = load_workbook(
+        BytesIO(data), read_only=True, data_only=False, keep_vba=False, keep_links=False
+    )
+    try:
+        for grid in grids:
+            ws = wb[grid.name]
+            ws.reset_dimensions()
+            for r, row in enumerate(ws.iter_rows(values_only=True)):
+                if r >= limits.max_rows:
+                    break
+                for c, value in enumerate(row[: limits.max_columns]):
+                    formula = _formula_text(value)
+                    if formula and grid.get(r, c) is None:
+                        grid.put(r, c, Uncalculated(formula))
+    finally:
+        wb.close()
+
+
+def _formula_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value if value.startswith("=") and len(value) > 1 else None
+    text = getattr(value, "text", None)  # ArrayFormula / DataTableFormula
+    return str(text) if text is not None else None
+
+
+def _xls_grids(data: bytes, limits: Limits) -> list[Grid]:
+    """An old .xls through xlrd; dates follow the workbook's 1900/1904 date mode."""
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+    except xlrd.XLRDError as exc:
+        if "encrypt" in str(exc).lower():
+            raise SourceProblem("encrypted") from exc
+        raise SourceProblem("corrupt", str(exc)[:80]) from exc
+    try:
+        if book.nsheets > limits.max_sheets:
+            raise SourceProblem("too_large", f"มี {book.nsheets} แผ่นงาน")
+        grids = []
+        for index in range(book.nsheets):
+            sheet = book.sheet_by_index(index)
+            if sheet.nrows > limits.max_rows or sheet.ncols > limits.max_columns:
+                raise SourceProblem("too_large", f"แผ่นงาน {sheet.name} ใหญ่เกินกำหนด")
+            rows = (
+                [_xls_value(sheet.cell(r, c), book.datemode) for c in range(sheet.row_len(r))]
+                for r in range(sheet.nrows)
+            )
+            grids.append(Grid(sheet.name, _collect(rows, limits, sheet.name)))
+        return grids
+    finally:
+        book.release_resources()
+
+
+def _xls_value(cell: Any, datemode: int) -> Any:
+    if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
+        return None
+    if cell.ctype == xlrd.XL_CELL_DATE:
+        try:
+            return xlrd.xldate.xldate_as_datetime(cell.value, datemode)
+        except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+            return cell.value
+    if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+        return bool(cell.value)
+    return cell.value
+
+
+def _docx_grid(data: bytes, limits: Limits) -> Grid:
+    """A Word document as one grid: a paragraph is a one-cell row, a table row is a row.
+
+    Merged cells repeat the same cell object in python-docx; only its first (top-left)
+    occurrence keeps the text, as in a spreadsheet.
+    """
+    document = Document(BytesIO(data))
+    rows: list[list[Any]] = []
+    for block in document.element.body.iterchildren():
+        if block.tag == qn("w:p"):
+            rows.append([Paragraph(block, document).text])
+        elif block.tag == qn("w:tbl"):
+            seen: dict[int, Any] = {}  # id -> element, kept alive so ids stay unique
+            for table_row in Table(block, document).rows:
+                cells: list[Any] = []
+                for cell in table_row.cells:
+                    cells.append(None if id(cell._tc) in seen else cell.text)
+                    seen[id(cell._tc)] = cell._tc
+                rows.append(cells)
+        if len(rows) > limits.max_rows:
+            raise SourceProblem("too_large", f"เอกสารมีเกิน {limits.max_rows:,} แถว")
+    return Grid(None, _collect(rows, limits, "Word"), addressable=False)

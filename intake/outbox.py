@@ -1,0 +1,281 @@
+"""Send what the outbox holds, by SMTP, at most once: the only module that imports smtplib.
+
+Each row moves QUEUED -> SENDING (committed before the SMTP conversation) -> SENT with the
+server's answer. A temporary refusal (4xx, connection trouble before DATA) puts it back to QUEUED
+with a later attempt time; a permanent one (5xx) ends in FAILED and a review item. A row still in
+SENDING when a new run starts may or may not have reached the server: it is looked up in the Sent
+folder by its Message-ID when a mailbox is at hand, otherwise HELD for the coordinator. Never a
+blind resend.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.faults import crash_point
+from intake.settings import RepliesSettings, SmtpSettings
+from storage import queries
+from storage.models import Outbox, OutboxState
+from storage.session import session_scope
+
+log = logging.getLogger(__name__)
+
+MAX_TEMPORARY_ATTEMPTS = 8
+STALE_SENDING = timedelta(minutes=10)
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    held: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Temporary(Exception):
+    pass
+
+
+class _Permanent(Exception):
+    pass
+
+
+class _Ambiguous(Exception):
+    """The server may or may not have taken the message (connection lost during DATA)."""
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+class SmtpTransport:
+    """One SMTP connection for a batch of sends; opened lazily, closed by `close()`."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._conn: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            conn: smtplib.SMTP
+            if s.security == "ssl":
+                conn = smtplib.SMTP_SSL(
+                    s.host,
+                    s.effective_port(),
+                    timeout=s.timeout,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                conn = smtplib.SMTP(s.host, s.effective_port(), timeout=s.timeout)
+                if s.security == "starttls":
+                    conn.starttls(context=ssl.create_default_context())
+            if s.username:
+                conn.login(s.username, s.password.get_secret_value())
+        except smtplib.SMTPAuthenticationError as exc:
+            raise _Temporary(f"SMTP login refused for {s.username!r} ({exc.smtp_code})") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise _Temporary(
+                f"cannot reach SMTP server {s.host}:{s.effective_port()}: {type(exc).__name__}"
+            ) from None
+        return conn
+
+    def send(self, mail_from: str, to: str, raw: bytes) -> str:
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            refused = self._conn.sendmail(mail_from, [to], raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            raise (_Temporary if 400 <= code < 500 else _Permanent)(
+                f"{code} {text.decode(errors='replace')}"
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            message = f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
+            raise (_Temporary if 400 <= exc.smtp_code < 500 else _Permanent)(message) from None
+        except smtplib.SMTPServerDisconnected as exc:
+            self._conn = None
+            raise _Ambiguous(f"connection lost while sending: {exc}") from None
+        except OSError as exc:
+            self._conn = None
+            raise _Ambiguous(f"connection error while sending: {type(exc).__name__}") from None
+        if refused:
+            raise _Permanent(str(refused))
+        return "250 accepted"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except (OSError, smtplib.SMTPException):
+                self._conn.close()
+            self._conn = None
+
+
+def send_outbox(
+    factory: sessionmaker[Session],
+    smtp: SmtpSettings,
+    replies: RepliesSettings,
+    now: Callable[[], datetime],
+    transport: SmtpTransport | None = None,
+) -> SendReport:
+    """Send every due QUEUED row once; dry run and disabled replies send nothing."""
+    report = SendReport()
+    if not replies.enabled or replies.dry_run:
+        return report
+    transport = transport or SmtpTransport(smtp)
+    with session_scope(factory) as session:
+        due = queries.outbox_due(session, now())
+    try:
+        for outbox_id in due:
+            _send_one(factory, transport, smtp.from_address, outbox_id, now, report)
+    finally:
+        transport.close()
+    return report
+
+
+def _send_one(
+    factory: sessionmaker[Session],
+    transport: SmtpTransport,
+    mail_from: str,
+    outbox_id: int,
+    now: Callable[[], datetime],
+    report: SendReport,
+) -> None:
+    with session_scope(factory) as session:
+        row = session.get(Outbox, outbox_id)
+        if row is None or not queries.transition_outbox(
+            session,
+            outbox_id,
+            OutboxState.QUEUED,
+            state=OutboxState.SENDING,
+            sending_at=now(),
+            attempts=row.attempts + 1,
+        ):
+            return  # another worker took it
+        to, raw, attempts = row.to_address, row.raw, row.attempts + 1
+    log.info("outbox.sending id=%s to=%s", outbox_id, to)
+    crash_point("before_smtp")
+    try:
+        answer = transport.send(mail_from, to, raw)
+    except _Temporary as exc:
+        _settle_temporary(factory, outbox_id, attempts, str(exc), now(), report)
+        return
+    except _Permanent as exc:
+        with session_scope(factory) as session:
+            queries.transition_outbox(
+                session,
+                outbox_id,
+                OutboxState.SENDING,
+                state=OutboxState.FAILED,
+                last_error=str(exc),
+            )
+            queries.add_review(session, "reply_failed", str(exc), outbox_id=outbox_id)
+        report.failed += 1
+        report.errors.append(str(exc))
+        log.warning("outbox.failed id=%s error=%s", outbox_id, exc)
+        return
+    except _Ambiguous as exc:
+        # Leave it in SENDING: recover_sending() decides on the next run, never a blind resend.
+        report.errors.append(str(exc))
+        log.warning("outbox.unknown id=%s error=%s", outbox_id, exc)
+        return
+    crash_point("after_smtp")
+    with session_scope(factory) as session:
+        queries.transition_outbox(
+            session,
+            outbox_id,
+            OutboxState.SENDING,
+            state=OutboxState.SENT,
+            sent_at=now(),
+            smtp_response=answer,
+            last_error=None,
+        )
+    report.sent += 1
+    log.info("outbox.sent id=%s to=%s", outbox_id, to)
+
+
+def _settle_temporary(
+    factory: sessionmaker[Session],
+    outbox_id: int,
+    attempts: int,
+    error: str,
+    when: datetime,
+    report: SendReport,
+) -> None:
+    with session_scope(factory) as session:
+        if attempts >= MAX_TEMPORARY_ATTEMPTS:
+            queries.transition_outbox(
+                session, outbox_id, OutboxState.SENDING, state=OutboxState.FAILED, last_error=error
+            )
+            queries.add_review(session, "reply_failed", error, outbox_id=outbox_id)
+            report.failed += 1
+        else:
+            queries.transition_outbox(
+                session,
+                outbox_id,
+                OutboxState.SENDING,
+                state=OutboxState.QUEUED,
+                last_error=error,
+                next_attempt_at=when + _backoff(attempts),
+            )
+            report.deferred += 1
+    report.errors.append(error)
+    log.warning("outbox.deferred id=%s attempts=%s error=%s", outbox_id, attempts, error)
+
+
+def recover_sending(
+    factory: sessionmaker[Session],
+    now: datetime,
+    found_in_sent: Callable[[str], bool] | None,
+    stale_after: timedelta = STALE_SENDING,
+    everything: bool = False,
+) -> SendReport:
+    """Settle rows left in SENDING by a crash: SENT if the Sent folder has them, else HELD."""
+    report = SendReport()
+    with session_scope(factory) as session:
+        rows = [
+            (r.id, r.message_id_header, r.sending_at)
+            for r in queries.outbox_in_state(session, OutboxState.SENDING)
+        ]
+    for outbox_id, message_id, sending_at in rows:
+        from intake.clock import as_utc
+
+        if not everything and sending_at is not None and now - as_utc(sending_at) < stale_after:
+            continue
+        seen = found_in_sent(message_id) if found_in_sent else False
+        with session_scope(factory) as session:
+            if seen:
+                queries.transition_outbox(
+                    session,
+                    outbox_id,
+                    OutboxState.SENDING,
+                    state=OutboxState.SENT,
+                    sent_at=now,
+                    smtp_response="found in the Sent folder after a restart",
+                )
+                report.sent += 1
+            elif queries.transition_outbox(
+                session,
+                outbox_id,
+                OutboxState.SENDING,
+                state=OutboxState.HELD,
+                last_error="send state unknown after an interruption; not resent automatically",
+            ):
+                queries.add_review(
+                    session,
+                    "outbox_unknown",
+                    "ไม่ทราบว่าอีเมลตอบกลับฉบับนี้ส่งถึงผู้รับแล้วหรือไม่ กรุณาตรวจสอบก่อนสั่งส่งซ้ำ",
+                    outbox_id=outbox_id,
+                )
+                report.held += 1
+    return report

@@ -1,0 +1,511 @@
+"""One message from the mailbox to its reply, top to bottom. Read this file first.
+
+    1 fetch      raw bytes and INTERNALDATE from IMAP (BODY.PEEK: \\Seen is never touched)
+    2 archive    raw .eml by SHA-256 (fsynced) + a `message` row in state RECEIVED, committed:
+                 from here the message cannot be lost; the same bytes again are recognised here
+    3 parse      from the archive, never from the socket
+    4 classify   noise (auto-reply, bounce, list, our own mail) gets no reply
+    5 read       every attachment through the form description -> records + located problems
+    6 identify   which expected sender each form belongs to (form header, address, subject/body)
+    7 decide     ONE transaction: claim the message (RECEIVED -> PROCESSED, guarded), attachments,
+                 submissions with their rows and problems, review items, replies in the outbox
+    8 mark       file the message on the server; state DONE
+    then         send what the outbox holds (intake.outbox), at most once
+
+Steps 3-6 are pure and may run twice (two workers, a crash, `intake reprocess`); step 7 is the
+only writer of results and commits only for the worker whose guarded update won.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake import message as mail
+from intake import record
+from intake.archive import Archive
+from intake.clock import Clock, as_utc
+from intake.faults import crash_point
+from intake.forms import FormSpec, read_forms
+from intake.forms.model import FormResult, Problem
+from intake.identify import Identifier, Match
+from intake.replies import Renderer
+from intake.roster import Roster
+from intake.settings import Settings
+from storage import queries
+from storage.models import (
+    Message,
+    MessageOutcome,
+    MessageState,
+)
+from storage.session import session_scope
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3  # a message that fails this often is FAILED and shown to the coordinator
+FORM_KINDS = {"xlsx", "xlsm", "xls", "docx"}
+SPREADSHEET_LIKE = FORM_KINDS | {"ods", "doc", "encrypted", "zip"}
+
+
+@dataclass
+class Services:
+    """Everything a cycle needs, built once at the edge and passed down."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    archive: Archive
+    roster: Roster
+    spec: FormSpec
+    renderer: Renderer
+    clock: Clock
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        own = {self.settings.smtp.from_address.lower()}
+        if "@" in self.settings.imap.username:
+            own.add(self.settings.imap.username.lower())
+        return frozenset(own)
+
+
+# --- steps 1-2: archive ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Location:
+    mailbox: str
+    uidvalidity: int
+    uid: int
+
+
+def archive_message(
+    svc: Services,
+    raw: bytes,
+    received_at: datetime,
+    source: str,
+    location: Location | None = None,
+) -> tuple[int, bool]:
+    """Store the raw bytes and record them; return (message row id, whether it is new).
+
+    The same bytes, or the same Message-ID with the same From and Date (a copy re-fetched after a
+    UIDVALIDITY change, a second worker, a re-import), map to the existing row; the new location
+    is still recorded so the copy gets filed on the server too.
+    """
+    digest, rel = svc.archive.store(raw)
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(raw)
+    message_id = _clean_message_id(_header(headers, "message-id"))
+    for attempt in range(2):
+        try:
+            with session_scope(svc.factory) as session:
+                existing = _find_same_message(session, digest, message_id, headers)
+                if existing is None:
+                    existing = Message(
+                        sha256=digest,
+                        message_id_header=message_id,
+                        archive_path=rel,
+                        size=len(raw),
+                        source=source,
+                        received_at=as_utc(received_at),
+                        state=MessageState.RECEIVED,
+                        header_from=_header(headers, "from")[:998] or None,
+                        header_date=_header(headers, "date")[:200] or None,
+                        subject=_header(headers, "subject") or None,
+                    )
+                    session.add(existing)
+                    session.flush()
+                    is_new = True
+                else:
+                    is_new = False
+                if location is not None:
+                    queries.insert_location_if_absent(
+                        session, existing.id, location.mailbox, location.uidvalidity, location.uid
+                    )
+                return existing.id, is_new
+        except IntegrityError:
+            if attempt:
+                raise
+            # another worker recorded the same message between our look-up and insert: look again
+    raise AssertionError("unreachable")
+
+
+def _header(headers: Any, name: str) -> str:
+    try:
+        value = headers.get(name)
+        return str(value).strip() if value is not None else ""
+    except Exception:  # noqa: BLE001 - a malformed header must not stop archiving
+        raw = headers.get_all(name, failobj=[]) if hasattr(headers, "get_all") else []
+        return str(raw[0]).strip() if raw else ""
+
+
+def _clean_message_id(value: str) -> str | None:
+    value = value.strip().strip("<>").strip()
+    return value[:998] or None
+
+
+def _find_same_message(
+    session: Session, digest: str, message_id: str | None, headers: Any
+) -> Message | None:
+    found = queries.message_by_sha(session, digest)
+    if found is not None or message_id is None:
+        return found
+    same = (_header(headers, "from"), _header(headers, "date"))
+    for candidate in queries.messages_by_message_id(session, message_id):
+        if (candidate.header_from or "", candidate.header_date or "") == same:
+            return candidate
+    return None
+
+
+# --- steps 3-6: read (pure) ------------------------------------------------------------------------
+
+
+@dataclass
+class FormOutcome:
+    result: FormResult
+    attachment_index: int
+    match: Match
+    sender_id: str | None
+    problems: list[Problem]
+
+
+@dataclass
+class Reading:
+    parsed: mail.ParsedMessage
+    noise: str | None
+    forms: list[FormOutcome] = field(default_factory=list)  # forms with data
+    unreadable: list[FormResult] = field(default_factory=list)  # files that are not usable forms
+    message_match: Match = field(default_factory=lambda: Match(None, "none", "unknown"))
+
+
+def read_message(svc: Services, identifier: Identifier, raw: bytes) -> Reading:
+    parsed = mail.parse(raw)  # 3 parse
+    noise = mail.noise_reason(parsed, svc.own_addresses)  # 4 classify
+    reading = Reading(parsed=parsed, noise=noise)
+    if noise:
+        return reading
+    reading.message_match = identifier.for_message(
+        parsed.forwarded_from or parsed.from_address, parsed.subject, parsed.body_text
+    )
+    for index, attachment in enumerate(parsed.attachments):  # 5 read
+        if attachment.kind in {"text"}:
+            continue
+        for result in read_forms(attachment.filename, attachment.kind, attachment.data, svc.spec):
+            if result.data is None:
+                if attachment.kind in SPREADSHEET_LIKE or attachment.kind in {
+                    "pdf",
+                    "image",
+                    "tnef",
+                }:
+                    reading.unreadable.append(result)
+                continue
+            reading.forms.append(_identify_form(identifier, reading, result, index))  # 6 identify
+    return reading
+
+
+def _identify_form(
+    identifier: Identifier, reading: Reading, result: FormResult, index: int
+) -> FormOutcome:
+    assert result.data is not None
+    header = result.data.header
+    name, kind = header.get("entity_name"), header.get("kind")
+    match = identifier.by_form_name(str(name) if name else None, str(kind) if kind else None)
+    problems = list(result.problems)
+    sender_id = match.sender_id
+    if sender_id is None and name and match.reason == "unknown":
+        problems.append(
+            Problem(
+                severity="error",
+                code="unknown_entity",
+                message_th=(
+                    f"ไม่พบชื่อ ‘{name}’ ในรายชื่อจังหวัดและกลุ่มจังหวัด "
+                    "กรุณาระบุชื่อจังหวัดหรือกลุ่มจังหวัดให้ถูกต้อง เช่น ‘เชียงใหม่’ หรือ "
+                    "‘กลุ่มจังหวัดภาคเหนือตอนบน 1’"
+                ),
+                filename=result.filename,
+                sheet=result.sheet,
+                part="header",
+                column="ชื่อกลุ่มจังหวัด/จังหวัด",
+            )
+        )
+    if sender_id is None and match.reason != "ambiguous":
+        # The form does not name a sender we know: the message as a whole may (address, subject).
+        fallback = reading.message_match
+        if fallback.sender_id is not None:
+            return FormOutcome(result, index, fallback, fallback.sender_id, problems)
+    return FormOutcome(result, index, match, sender_id, problems)
+
+
+# --- step 7: decide and commit ---------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    message_id: int
+    outcome: MessageOutcome | None
+    claimed: bool
+    submissions: list[int] = field(default_factory=list)
+    replies: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+def process_message(svc: Services, message_id: int, identifier: Identifier) -> Outcome:
+    """Steps 3-7 for one archived message; a failure is recorded, never raised past here."""
+    with session_scope(svc.factory) as session:
+        row = session.get(Message, message_id)
+        if row is None or row.state != MessageState.RECEIVED:
+            return Outcome(message_id, None, claimed=False)
+        path = row.archive_path
+    try:
+        raw = svc.archive.read(path)
+        reading = read_message(svc, identifier, raw)
+        return _commit(svc, message_id, reading)
+    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the worker
+        log.exception("message.failed id=%s", message_id)
+        return _record_failure(svc, message_id, f"{type(exc).__name__}: {exc}")
+
+
+def _record_failure(svc: Services, message_id: int, error: str) -> Outcome:
+    with session_scope(svc.factory) as session:
+        row = session.get(Message, message_id)
+        if row is None or row.state != MessageState.RECEIVED:
+            return Outcome(message_id, None, claimed=False, error=error)
+        row.attempts += 1
+        row.error = error[:4000]
+        if row.attempts >= MAX_ATTEMPTS:
+            row.state = MessageState.FAILED
+            queries.add_review(
+                session,
+                "processing_error",
+                f"ประมวลผลไม่สำเร็จ {row.attempts} ครั้ง: {error[:500]}",
+                message_id=message_id,
+            )
+    return Outcome(message_id, None, claimed=False, error=error)
+
+
+def _commit(svc: Services, message_id: int, reading: Reading) -> Outcome:
+    parsed = reading.parsed
+    now = svc.clock.now()
+    with session_scope(svc.factory) as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        received_at = as_utc(message.received_at)
+        outcome_kind = _outcome_kind(reading)
+        claimed = queries.claim_message(
+            session,
+            message_id,
+            {
+                "processed_at": now,
+                "outcome": outcome_kind,
+                "from_address": parsed.from_address or None,
+                "subject": parsed.subject or None,
+                "forwarded_from": parsed.forwarded_from,
+                "noise_reason": reading.noise,
+                "error": None,
+            },
+        )
+        if not claimed:
+            session.rollback()
+            return Outcome(message_id, None, claimed=False)
+        attachment_ids = record.store_attachments(session, message_id, parsed)
+        result = Outcome(message_id, outcome_kind, claimed=True)
+        ctx = record.Decision(svc, session, message_id, parsed, received_at, now)
+        if reading.noise:
+            record.handle_noise(session, message_id, parsed)
+        elif reading.forms:
+            for form in reading.forms:
+                record.store_form(ctx, form, attachment_ids, result)
+        else:
+            record.handle_no_form(ctx, reading, attachment_ids, result)
+    return result
+
+
+def _outcome_kind(reading: Reading) -> MessageOutcome:
+    if reading.noise:
+        return MessageOutcome.NOISE
+    if reading.forms and all(f.sender_id for f in reading.forms):
+        return MessageOutcome.SUBMISSION
+    if not reading.forms and reading.message_match.sender_id and reading.unreadable:
+        return MessageOutcome.SUBMISSION
+    return MessageOutcome.REVIEW
+
+
+# --- the cycle ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class CycleReport:
+    fetched: int = 0
+    new: int = 0
+    processed: int = 0
+    failed: int = 0
+    marked: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    send_errors: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def process_pending(svc: Services, report: CycleReport, progress: Progress | None = None) -> None:
+    """Steps 3-7 for every RECEIVED message, oldest first (leftovers of a crash included)."""
+    with session_scope(svc.factory) as session:
+        pending = queries.message_ids_in_state(session, MessageState.RECEIVED)
+        learned = queries.addresses_by_sender(session)
+    identifier = Identifier(svc.roster, learned)
+    for done, message_id in enumerate(pending, start=1):
+        outcome = process_message(svc, message_id, identifier)
+        if outcome.claimed:
+            crash_point("after_decision")
+            report.processed += 1
+            key = outcome.outcome.value if outcome.outcome else "unknown"
+            report.outcomes[key] = report.outcomes.get(key, 0) + 1
+            if outcome.submissions:
+                # a new valid form teaches us the sender's address for the next message
+                with session_scope(svc.factory) as session:
+                    identifier = Identifier(svc.roster, queries.addresses_by_sender(session))
+        elif outcome.error:
+            report.failed += 1
+        if progress:
+            progress("process", done, len(pending))
+
+
+def mailbox_key(settings: Settings) -> str:
+    imap = settings.imap
+    return f"{imap.username}@{imap.host}:{imap.effective_port()}/{imap.folder}"
+
+
+def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
+    """One full cycle: fetch new mail, process it, file it on the server, send the outbox.
+
+    Raises MailboxUnavailable / MailboxLoginFailed when the mailbox cannot be used; a bad message
+    is an outcome, not an error.
+    """
+    from intake.mailbox import Mailbox
+
+    report = CycleReport()
+    key = mailbox_key(svc.settings)
+    with Mailbox(svc.settings.imap) as box:
+        state = box.state()
+        with session_scope(svc.factory) as session:
+            cursor = queries.get_cursor(session, key)
+            last_uid = cursor.last_uid if cursor else 0
+            if cursor is not None and cursor.uidvalidity != state.uidvalidity:
+                log.warning(
+                    "mailbox.uidvalidity_changed mailbox=%s old=%s new=%s: rescanning",
+                    key,
+                    cursor.uidvalidity,
+                    state.uidvalidity,
+                )
+                last_uid = 0
+        uids = box.uids_after(last_uid)
+        for fetched in box.fetch(uids):  # steps 1-2, one commit per message
+            _, is_new = archive_message(
+                svc,
+                fetched.raw,
+                fetched.internaldate,
+                "imap",
+                Location(key, fetched.uidvalidity, fetched.uid),
+            )
+            crash_point("after_archive")
+            with session_scope(svc.factory) as session:
+                queries.set_cursor(session, key, fetched.uidvalidity, fetched.uid)
+            report.fetched += 1
+            report.new += int(is_new)
+            if progress:
+                progress("fetch", report.fetched, len(uids))
+        if not uids:
+            with session_scope(svc.factory) as session:
+                queries.set_cursor(session, key, state.uidvalidity, last_uid)
+        process_pending(svc, report, progress)  # steps 3-7
+        report.marked = mark_handled(svc, box, key, state.uidvalidity)  # step 8
+        report.sent = _send(svc, report, box)
+    return report
+
+
+def mark_handled(svc: Services, box: Any, key: str, uidvalidity: int) -> int:
+    """Step 8: file every processed message on the server, then record it (idempotent)."""
+    with session_scope(svc.factory) as session:
+        pending = [
+            (loc.id, loc.uid) for loc in queries.locations_to_mark(session, key, uidvalidity)
+        ]
+    if not pending:
+        return 0
+    box.mark_done([uid for _, uid in pending])
+    with session_scope(svc.factory) as session:
+        queries.mark_locations(session, [loc_id for loc_id, _ in pending], svc.clock.now())
+    return len(pending)
+
+
+def _send(svc: Services, report: CycleReport, box: Any | None) -> int:
+    from intake.outbox import recover_sending, send_outbox
+
+    sent_folder = box.sent_folder() if box is not None else None
+
+    def found_in_sent(message_id: str) -> bool:
+        if box is None or sent_folder is None:
+            return False
+        try:
+            return bool(box.find_message_id(sent_folder, message_id))
+        except Exception:  # noqa: BLE001 - an unreadable Sent folder means "unknown", i.e. hold
+            log.warning("outbox.sent_lookup_failed message_id=%s", message_id)
+            return False
+
+    recover_sending(svc.factory, svc.clock.now(), found_in_sent)
+    sent = send_outbox(svc.factory, svc.settings.smtp, svc.settings.replies, svc.clock.now)
+    report.send_errors.extend(sent.errors)
+    return sent.sent
+
+
+def import_files(
+    svc: Services, raws: Iterable[tuple[bytes, datetime | None]], progress: Progress | None = None
+) -> CycleReport:
+    """`intake import`: the same path as the mailbox, minus fetching and filing on a server."""
+    report = CycleReport()
+    for raw, received_at in raws:
+        when = received_at or _date_header(raw) or svc.clock.now()
+        _, is_new = archive_message(svc, raw, when, "import")
+        report.fetched += 1
+        report.new += int(is_new)
+    process_pending(svc, report, progress)
+    with session_scope(svc.factory) as session:
+        # nothing to file on a server: imported messages are done once processed
+        for message_id in queries.message_ids_in_state(session, MessageState.PROCESSED):
+            message = session.get(Message, message_id)
+            if message is not None and message.source == "import":
+                message.state, message.done_at = MessageState.DONE, svc.clock.now()
+    report.sent = _send(svc, report, None)
+    return report
+
+
+def _date_header(raw: bytes) -> datetime | None:
+    try:
+        value = BytesHeaderParser(policy=default_policy).parsebytes(raw).get("date")
+        return as_utc(parsedate_to_datetime(str(value))) if value else None
+    except Exception:  # noqa: BLE001 - an unusable Date header just means "unknown"
+        return None
+
+
+def reprocess(svc: Services, message_ids: list[int] | None = None) -> CycleReport:
+    """Run steps 3-7 again from the archive. Earlier results of those messages are replaced;
+    versions keep their numbers and a form already answered is not answered again."""
+    report = CycleReport()
+    with session_scope(svc.factory) as session:
+        ids = message_ids or [
+            m
+            for state in (MessageState.PROCESSED, MessageState.DONE, MessageState.FAILED)
+            for m in queries.message_ids_in_state(session, state)
+        ]
+        for message_id in ids:
+            queries.reset_for_reprocess(session, message_id)
+    process_pending(svc, report)
+    with session_scope(svc.factory) as session:
+        queries.restore_done_state(session, ids)
+    return report

@@ -1,0 +1,146 @@
+"""The words we send back: acknowledgement and correction request, rendered from Jinja2 templates.
+
+Pure: data in, subject and MIME bytes out. Templates live in `config/templates/` so the
+coordinator can change the wording without touching code. Every reply carries the RFC 3834
+markers (`Auto-Submitted`), threading headers and its own Message-ID fixed before it is stored,
+which is what makes sending it at most once possible.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from intake.forms.model import Problem
+from intake.thai import format_thai_datetime
+
+PART_TITLES_TH = {
+    "header": "ส่วนหัว (ข้อมูลผู้ส่ง)",
+    "identity": "๑. เอกลักษณ์ที่โดดเด่น",
+    "goals": "๒. เป้าหมาย",
+    "approaches": "๓. แนวทาง",
+    "indicators": "๔. ตัวชี้วัดความสำเร็จ",
+    "projects": "๕. แผนงาน/โครงการสำคัญ",
+    "partners": "๖. ภาคีเครือข่าย",
+}
+
+
+@dataclass(frozen=True)
+class ProblemGroup:
+    title: str
+    problems: list[Problem]
+
+
+@dataclass
+class ReplyData:
+    """Everything a template may show; plain values only."""
+
+    kind: str  # acknowledgement | correction
+    to_address: str
+    original_subject: str
+    original_message_id: str | None
+    references: list[str]
+    received_at: datetime
+    on_time: bool
+    sender_name: str | None = None
+    receipt: str | None = None
+    version: int | None = None
+    replaces_version: int | None = None
+    resend_of_version: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # Thai part title -> rows read
+    total_budget: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    filename: str | None = None
+
+    @property
+    def received_th(self) -> str:
+        return format_thai_datetime(self.received_at)
+
+    @property
+    def groups(self) -> list[ProblemGroup]:
+        """Problems grouped by part, in the form's order, errors before warnings."""
+        order = list(PART_TITLES_TH)
+        buckets: dict[str, list[Problem]] = {}
+        for problem in self.problems:
+            buckets.setdefault(problem.part or "", []).append(problem)
+        keys = sorted(buckets, key=lambda k: order.index(k) if k in order else -1)
+        return [
+            ProblemGroup(
+                PART_TITLES_TH.get(k, "ไฟล์และข้อความ"),
+                sorted(buckets[k], key=lambda p: (p.severity != "error", p.row or 0)),
+            )
+            for k in keys
+        ]
+
+
+class Renderer:
+    def __init__(self, templates_dir: Path) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(str(templates_dir)),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def subject(self, data: ReplyData) -> str:
+        original = data.original_subject.strip() or "(ไม่มีชื่อเรื่อง)"
+        if not original.lower().startswith("re:"):
+            original = f"Re: {original}"
+        tag = f"[เลขรับ {data.receipt}]" if data.receipt else "[ขอให้แก้ไขข้อมูล]"
+        if data.kind == "correction" and data.receipt:
+            tag = "[ขอให้แก้ไขข้อมูล]"
+        return f"{original} {tag}"
+
+    def render(self, data: ReplyData) -> tuple[str, str, str]:
+        text = self.env.get_template(f"{data.kind}.txt.j2").render(r=data)
+        html = self.env.get_template(f"{data.kind}.html.j2").render(r=data)
+        return self.subject(data), text, html
+
+
+def new_message_id(domain: str) -> str:
+    return f"<intake.{uuid.uuid4().hex}@{domain}>"
+
+
+def build_mime(
+    *,
+    from_address: str,
+    from_name: str,
+    to_address: str,
+    subject: str,
+    text: str,
+    html: str,
+    message_id: str,
+    kind: str,
+    in_reply_to: str | None,
+    references: list[str],
+    date: datetime,
+    auto_submitted: str = "auto-replied",
+) -> bytes:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = formataddr((from_name, from_address))
+    msg["To"] = to_address
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to.strip('<>')}>"
+    refs = [f"<{r.strip('<>')}>" for r in references if r]
+    if in_reply_to and f"<{in_reply_to.strip('<>')}>" not in refs:
+        refs.append(f"<{in_reply_to.strip('<>')}>")
+    if refs:
+        msg["References"] = " ".join(refs)
+    msg["Auto-Submitted"] = auto_submitted
+    msg["X-Auto-Response-Suppress"] = "All"  # asks Exchange/Outlook not to answer us back
+    msg["X-Intake-Kind"] = kind
+    msg.set_content(text, charset="utf-8")
+    msg.add_alternative(html, subtype="html", charset="utf-8")
+    return msg.as_bytes()
