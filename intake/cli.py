@@ -294,3 +294,12 @@ def run() -> None:  # pragma: no cover - console-script convenience
         app()
     except ConfigError as exc:
         _fail(EXIT_CONFIG, str(exc))
+
+
+def _register_command_groups() -> None:
+    from intake.commands import register_all
+
+    register_all(app)
+
+
+_register_command_groups()

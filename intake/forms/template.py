@@ -10,7 +10,7 @@ reader can tell which template version a province filled in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -227,3 +227,41 @@ def _instructions(ws: Worksheet, spec: FormSpec) -> None:
     for r, (text, bold) in enumerate(lines, start=1):
         cell = ws.cell(r, 1, text)
         cell.font, cell.alignment = _font(bold), Alignment(wrap_text=True, vertical="top")
+
+
+def fill(
+    ws: Worksheet,
+    plan: Layout,
+    header: Mapping[str, object],
+    parts: Mapping[str, list[dict[str, object]]],
+    convert: Callable[[object], object] = lambda value: value,
+) -> None:
+    """Write records into a template sheet at the layout's positions (demo data, tests)."""
+    for key, value in header.items():
+        if key in plan.header:
+            ws.cell(*plan.header[key], convert(value))
+    for key, rows in parts.items():
+        columns = plan.columns.get(key, {})
+        for r, row in zip(plan.rows.get(key, []), rows, strict=False):
+            for column_key, value in row.items():
+                if column_key in columns:
+                    ws.cell(r, columns[column_key], convert(value))
+
+
+def filled_form(
+    spec: FormSpec,
+    header: Mapping[str, object],
+    parts: Mapping[str, list[dict[str, object]]],
+) -> bytes:
+    """The published template with these records typed in, as .xlsx bytes."""
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    buffer = BytesIO()
+    plan = write_template(spec, buffer, rows={k: len(v) for k, v in parts.items()})
+    wb = load_workbook(BytesIO(buffer.getvalue()))
+    fill(wb[plan.sheet], plan, header, parts)
+    out = BytesIO()
+    wb.save(out)
+    return out.getvalue()

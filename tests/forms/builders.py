@@ -31,6 +31,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from intake.forms import FormSpec, load_spec, write_template
 from intake.forms.normalize import format_baht, to_thai_digits
 from intake.forms.template import Layout, layout
+from intake.forms.template import fill as template_fill
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "config" / "form.toml"
 ERRORS_EXPECTED = {
@@ -169,15 +170,7 @@ def fill(
     thai_digits: bool = False,
 ) -> None:
     """Write records into a template sheet at the layout's positions."""
-    for key, value in header.items():
-        if key in plan.header:
-            ws.cell(*plan.header[key], _cell(value, thai_digits))
-    for key, rows in parts.items():
-        columns = plan.columns.get(key, {})
-        for r, row in zip(plan.rows.get(key, []), rows, strict=False):
-            for column_key, value in row.items():
-                if column_key in columns:
-                    ws.cell(r, columns[column_key], _cell(value, thai_digits))
+    template_fill(ws, plan, header, parts, lambda value: _cell(value, thai_digits))
 
 
 def _cell(value: Any, thai_digits: bool) -> Any:
