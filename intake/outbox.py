@@ -52,6 +52,10 @@ class _Ambiguous(Exception):
     """The server may or may not have taken the message (connection lost during DATA)."""
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
@@ -96,11 +100,11 @@ class SmtpTransport:
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             raise (_Temporary if 400 <= code < 500 else _Permanent)(
-                f"{code} {text.decode(errors='replace')}"
+                f"{code} {_text(text)}"
             ) from None
         except smtplib.SMTPResponseException as exc:
             self.close()
-            message = f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
+            message = f"{exc.smtp_code} {_text(exc.smtp_error)}"
             raise (_Temporary if 400 <= exc.smtp_code < 500 else _Permanent)(message) from None
         except smtplib.SMTPServerDisconnected as exc:
             self._conn = None

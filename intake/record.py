@@ -6,7 +6,7 @@ it has claimed the message; nothing here commits, talks to a server or reads a f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -233,46 +233,11 @@ def _store_rows(session: Session, submission_id: int, data: FormData) -> None:
 
 def _row_model(part: str, submission_id: int, row_no: int, row: dict[str, Any]) -> Any:
     base = {"submission_id": submission_id, "row_no": row_no}
-    g = row.get
-    if part == "approaches":
-        cols = ("seq", "approach", "axis")
-        return Approach(
-            **base,
-            seq=_text(g("seq")),
-            approach=_text(g("approach")),
-            axis=_int(g("axis")),
-            extra=_plain(row, cols),
-        )
-    if part == "indicators":
-        cols = ("seq", "indicator", "target", "unit")
-        return Indicator(
-            **base,
-            seq=_text(g("seq")),
-            indicator=_text(g("indicator")),
-            target=_text(g("target")),
-            unit=_text(g("unit")),
-            extra=_plain(row, cols),
-        )
-    if part == "projects":
-        cols = ("seq", "name", "axis", "term", "budget", "source", "agency", "fiscal_year")
-        return Project(
-            **base,
-            seq=_text(g("seq")),
-            name=_text(g("name")),
-            axis=_int(g("axis")),
-            term=_text(g("term")),
-            budget=_decimal(g("budget")),
-            source=_text(g("source")),
-            agency=_text(g("agency")),
-            fiscal_year=_int(g("fiscal_year")),
-            extra=_plain(row, cols),
-        )
-    if part == "partners":
-        cols = ("name", "role")
-        return Partner(
-            **base, name=_text(g("name")), role=_text(g("role")), extra=_plain(row, cols)
-        )
-    text = g("text")
+    if part in _ROW_TABLES:
+        model, columns = _ROW_TABLES[part]
+        values = {key: convert(row.get(key)) for key, convert in columns.items()}
+        return model(**base, **values, extra=_plain(row, columns))
+    text = row.get("text")
     if text is None:
         text = " | ".join(
             str(v) for k, v in row.items() if v not in (None, "") and not k.startswith("_")
@@ -293,6 +258,24 @@ def _decimal(value: Any) -> Decimal | None:
     if isinstance(value, int | float):
         return Decimal(str(value))
     return None
+
+
+# Parts with a table of their own: the typed columns and how each value is stored; any other
+# column (added in config/form.toml) goes to `extra`. Free-text parts go to `form_text`.
+_ROW_TABLES: dict[str, tuple[type[Any], dict[str, Callable[[Any], Any]]]] = {
+    "approaches": (Approach, {"seq": _text, "approach": _text, "axis": _int}),
+    "indicators": (
+        Indicator, {"seq": _text, "indicator": _text, "target": _text, "unit": _text}
+    ),
+    "projects": (
+        Project,
+        {
+            "seq": _text, "name": _text, "axis": _int, "term": _text, "budget": _decimal,
+            "source": _text, "agency": _text, "fiscal_year": _int,
+        },
+    ),
+    "partners": (Partner, {"name": _text, "role": _text}),
+}  # fmt: skip
 
 
 def _store_problems(

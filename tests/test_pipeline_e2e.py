@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 from datetime import datetime
+from decimal import Decimal
 from email.policy import default as default_policy
 from pathlib import Path
 
@@ -13,7 +14,12 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from storage.models import Message, MessageLocation, MessageState, Outbox, OutboxState, Submission
-from tests.forms.builders import filled_form_bytes, form_with_errors_bytes, multi_form_bytes
+from tests.forms.builders import (
+    filled_form_bytes,
+    form_with_errors_bytes,
+    multi_form_bytes,
+    sample_parts,
+)
 from tests.intake_env import IntakeRunner, settings_env
 from tests.mime_builders import build_submission
 
@@ -119,6 +125,23 @@ def test_poll_once_end_to_end_and_a_second_run_changes_nothing(env):
     assert report["deadline"] == "2024-01-22T23:59:59+07:00"
     assert [r["reason"] for r in report["review"]] == ["unknown_sender"]
     assert report["review"][0]["from"] == "curious@gmail.com"
+
+    # the form's data is in queryable tables, typed
+    sample = sample_parts()
+    projects = _rows(url, "select p.name, p.axis, p.term, p.budget, p.fiscal_year from project p "
+                          "join submission s on s.id = p.submission_id where s.sender_id = 'TH-50' "
+                          "order by p.row_no")
+    assert [(r[0], r[1], r[2], Decimal(str(r[3])), r[4]) for r in projects] == [
+        (p["name"], p["axis"], p["term"], p["budget"], p["fiscal_year"]) for p in sample["projects"]
+    ]
+    for table, part in (("approach", "approaches"), ("indicator", "indicators"),
+                        ("partner", "partners")):
+        [(n,)] = _rows(url, f"select count(*) from {table} t join submission s "
+                            f"on s.id = t.submission_id where s.sender_id = 'TH-50'")
+        assert n == len(sample[part]), table
+    [(goals,)] = _rows(url, "select count(*) from form_text t join submission s on "
+                            "s.id = t.submission_id where s.sender_id = 'TH-50' and t.part = 'goals'")
+    assert goals == len(sample["goals"])
 
     # every message archived raw, once
     archived = sorted((tmp / "var" / "archive").rglob("*.eml"))
