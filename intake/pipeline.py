@@ -137,12 +137,20 @@ def archive_message(
 
 
 def _header(headers: Any, name: str) -> str:
+    """A header as text that any database accepts, whatever bytes the sender put there.
+
+    Raw 8-bit headers come back from the parser with surrogate escapes, which PostgreSQL refuses;
+    a message that cannot be recorded would be retried forever, so they are replaced here (the
+    raw bytes are in the archive, and step 3 decodes them properly).
+    """
     try:
         value = headers.get(name)
-        return str(value).strip() if value is not None else ""
+        text = str(value).strip() if value is not None else ""
     except Exception:  # noqa: BLE001 - a malformed header must not stop archiving
         raw = headers.get_all(name, failobj=[]) if hasattr(headers, "get_all") else []
-        return str(raw[0]).strip() if raw else ""
+        text = str(raw[0]).strip() if raw else ""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.replace("\x00", "")
 
 
 def _clean_message_id(value: str) -> str | None:

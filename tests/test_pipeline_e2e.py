@@ -367,3 +367,22 @@ def test_reprocess_replays_from_the_archive_without_a_second_reply(env):
     assert len(smtp.messages) == 5
     assert {r[0] for r in _rows(url, "select state from message")} == {"done"}
     assert Path(tmp / "var" / "archive").exists()
+
+
+def test_raw_8bit_tis620_headers_are_recorded_and_decoded(env):
+    """Old Thai mail clients put TIS-620 bytes straight into headers: never a poison message."""
+    intake, user, smtp, url, _ = env
+    intake("db", "upgrade")
+    form = filled_form_bytes("แพร่")
+    raw = _mail(9, "x@phrae.go.th", "placeholder", [("phrae.xlsx", form, XLSX)])
+    head, _, rest = raw.partition(b"Subject:")
+    line_end = rest.index(b"\n")
+    subject = "แบบฟอร์มจังหวัดแพร่".encode("cp874")
+    raw = head + b"Subject: " + subject + rest[line_end:]
+    user.append(raw, ON_TIME)
+    intake("poll", "--once")
+    [(subject_db,)] = _rows(url, "select subject from message")
+    assert subject_db == "แบบฟอร์มจังหวัดแพร่"
+    phrae = next(e for e in intake.report()["entities"] if e["id"] == "TH-54")
+    assert phrae["status"] == "accepted"
+    assert "แบบฟอร์มจังหวัดแพร่" in smtp.messages[0].message["Subject"]
