@@ -1,7 +1,8 @@
 """The `intake` command: a thin skin over the pipeline, reports and storage (Typer + Rich).
 
 Exit codes: 0 done (bad messages are outcomes, not failures); 1 configuration or database
-problem; 2 usage; 3 the mailbox could not be used (unreachable, or the login was refused).
+problem; 2 usage; 3 the mailbox could not be used (unreachable, or the login was refused);
+4 another worker holds the lease (`poll`); 5 the service is unhealthy (`status`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ console = Console()
 err = Console(stderr=True)
 
 EXIT_CONFIG, EXIT_MAILBOX = 1, 3
+EXIT_LEASE, EXIT_UNHEALTHY = 4, 5
 
 
 class _State:
@@ -138,20 +140,23 @@ def poll(
     """Fetch new mail, process it, file it on the server and send the replies: one cycle.
 
     Without --once the cycle repeats every 2 minutes until interrupted (`intake run`, with IDLE
-    and the scheduler, is the long-running worker).
+    and the scheduler, is the long-running worker). Each cycle holds the worker lease: while
+    another worker holds it, this waits up to `worker.lease_wait` seconds, then exits with 4.
     """
     import time
 
-    from intake.pipeline import poll_once
+    from intake.cycle import LeaseBusy, poll_with_lease
 
     svc = _services()
     while True:
         progress, update = _progress()
         try:
             with progress:
-                report = poll_once(svc, update)
+                report = poll_with_lease(svc, update)
         except MailboxUnavailable as exc:
             _fail(EXIT_MAILBOX, f"mailbox: {exc}")
+        except LeaseBusy as exc:
+            _fail(EXIT_LEASE, f"{exc}; `intake status` shows it (it polls already)")
         _print_cycle(report)
         if once:
             return
@@ -227,18 +232,30 @@ def reprocess(
 
 @app.command()
 def report(
-    format_: Annotated[str, typer.Option("--format", "-f", help="json, table or csv.")] = "table",
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="json, table, csv or xlsx (needs --output).")
+    ] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
 ) -> None:
     """Who has sent a usable form, who must correct, who is missing; and what waits for review."""
     from intake import reports
     from storage.session import session_scope
 
-    if format_ not in {"json", "table", "csv"}:
-        _fail(2, f"unknown format {format_!r}: use json, table or csv")
+    if format_ not in {"json", "table", "csv", "xlsx"}:
+        _fail(2, f"unknown format {format_!r}: use json, table, csv or xlsx")
+    if format_ == "xlsx" and output is None:
+        _fail(2, "--format xlsx needs --output PATH")
     svc = _services()
     with session_scope(svc.factory) as session:
         data = reports.build_report(session, svc.settings.deadline, svc.clock.now())
+    if format_ == "xlsx":
+        from intake.report_xlsx import write_report_xlsx
+
+        assert output is not None
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_report_xlsx(data, output)
+        err.print(f"written to {output}", highlight=False)
+        return
     if format_ == "json":
         text = reports.to_json(data)
     elif format_ == "csv":

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake import message as mail
 from intake import record
 from intake.archive import Archive
+from intake.auth import Verdict, dmarc_verdict
 from intake.clock import Clock, as_utc
 from intake.faults import crash_point
 from intake.forms import FormSpec, read_forms
@@ -190,6 +191,7 @@ class Reading:
     forms: list[FormOutcome] = field(default_factory=list)  # forms with data
     unreadable: list[FormResult] = field(default_factory=list)  # files that are not usable forms
     message_match: Match = field(default_factory=lambda: Match(None, "none", "unknown"))
+    auth: Verdict | None = None  # DMARC as our receiving server saw it (intake/auth.py)
 
 
 def read_message(svc: Services, identifier: Identifier, raw: bytes) -> Reading:
@@ -198,6 +200,8 @@ def read_message(svc: Services, identifier: Identifier, raw: bytes) -> Reading:
     reading = Reading(parsed=parsed, noise=noise)
     if noise:
         return reading
+    replies = svc.settings.replies
+    reading.auth = dmarc_verdict(parsed.headers, replies.authserv_id, parsed.from_address)
     reading.message_match = identifier.for_message(
         parsed.forwarded_from or parsed.from_address, parsed.subject, parsed.body_text
     )
@@ -250,6 +254,22 @@ def _identify_form(
     return FormOutcome(result, index, match, sender_id, problems)
 
 
+class AssignedIdentifier(Identifier):
+    """The coordinator's answer to "who sent this?" (`intake review assign`) for one message: it
+    stands wherever the mail itself names no single sender; a form naming a known sender keeps it."""
+
+    def __init__(self, base: Identifier, sender_id: str) -> None:
+        self.__dict__.update(base.__dict__)
+        self.assigned = sender_id
+
+    def by_form_name(self, name: str | None, kind_label: str | None = None) -> Match:
+        match = super().by_form_name(name, kind_label)
+        return match if match.sender_id else Match(self.assigned, "coordinator")
+
+    def for_message(self, from_address: str | None, subject: str, body: str) -> Match:
+        return Match(self.assigned, "coordinator")
+
+
 # --- step 7: decide and commit ---------------------------------------------------------------------
 
 
@@ -269,7 +289,9 @@ def process_message(svc: Services, message_id: int, identifier: Identifier) -> O
         row = session.get(Message, message_id)
         if row is None or row.state != MessageState.RECEIVED:
             return Outcome(message_id, None, claimed=False)
-        path = row.archive_path
+        path, assigned = row.archive_path, row.assigned_sender_id
+    if assigned:
+        identifier = AssignedIdentifier(identifier, assigned)
     try:
         raw = svc.archive.read(path)
         reading = read_message(svc, identifier, raw)
@@ -324,8 +346,9 @@ def _commit(svc: Services, message_id: int, reading: Reading) -> Outcome:
         attachment_ids = record.store_attachments(session, message_id, parsed)
         result = Outcome(message_id, outcome_kind, claimed=True)
         ctx = record.Decision(svc, session, message_id, parsed, received_at, now)
+        record.hold_if_spoofed(ctx, reading.auth)  # before any reply is queued
         if reading.noise:
-            record.handle_noise(session, message_id, parsed)
+            record.handle_noise(session, message_id, parsed, now)
         elif reading.forms:
             for form in reading.forms:
                 record.store_form(ctx, form, attachment_ids, result)

@@ -19,7 +19,7 @@ from intake import message as mail
 from intake.archive import sha256_hex
 from intake.clock import as_utc
 from intake.forms.model import FormData, FormResult, Problem
-from intake.replies import PART_TITLES_TH, ReplyData, build_mime, new_message_id
+from intake.replies import PART_TITLES_TH, ReplyData, build_mime, new_message_id, sender_title
 from intake.thai import be_year
 from storage import queries
 from storage.models import (
@@ -41,6 +41,7 @@ from storage.models import (
 from storage.models import Problem as ProblemRow
 
 if TYPE_CHECKING:
+    from intake.auth import Verdict
     from intake.pipeline import FormOutcome, Outcome, Reading, Services
 
 
@@ -75,6 +76,7 @@ class Decision:
     parsed: mail.ParsedMessage
     received_at: datetime
     now: datetime
+    hold: str | None = None  # why this message's replies must wait for the coordinator
 
     def deadline_for(self, sender_id: str | None) -> datetime:
         deadline = self.svc.settings.deadline
@@ -126,19 +128,7 @@ def store_form(
             .values(outcome=MessageOutcome.RESEND)
         )
         return
-    submission = queries.submission_of_message(
-        session,
-        ctx.message_id,
-        form.sender_id,
-        attachment_ids.get(form.attachment_index),
-        form.result.sheet,
-    )
-    if submission is None:
-        submission = _new_submission(ctx, form, attachment_ids, status, file_sha)
-    else:  # a replay of this message: same version, judged again
-        submission.status = status
-        if status == SubmissionStatus.VALID and submission.receipt is None:
-            submission.receipt = _receipt(ctx)
+    submission = _submission(ctx, form, attachment_ids, status, file_sha)
     _store_rows(session, submission.id, data)
     _store_problems(session, ctx.message_id, submission.id, form.problems)
     result.submissions.append(submission.id)
@@ -164,21 +154,32 @@ def _attachment_sha(session: Session, attachment_id: int | None) -> str | None:
     return row.sha256 if row else None
 
 
-def _new_submission(
+def _submission(
     ctx: Decision,
     form: FormOutcome,
     attachment_ids: dict[int, int],
     status: SubmissionStatus,
     file_sha: str | None,
 ) -> Submission:
-    assert form.sender_id is not None and form.result.data is not None
-    session, header = ctx.session, form.result.data.header
-    receipt = _receipt(ctx) if status == SubmissionStatus.VALID else None
+    """The submission this form makes: a new version, or on a replay the one it made before."""
+    assert form.sender_id is not None
+    session = ctx.session
+    attachment_id = attachment_ids.get(form.attachment_index)
+    existing = queries.submission_of_message(
+        session, ctx.message_id, form.sender_id, attachment_id, form.result.sheet
+    )
+    if existing is not None:  # same version, judged again
+        if existing.accepted_by is None:  # a person's decision (`intake review`) stands
+            existing.status = status
+        if existing.status == SubmissionStatus.VALID and existing.receipt is None:
+            existing.receipt = _receipt(ctx)
+        return existing
+    header = form.result.data.header if form.result.data is not None else {}
     known = {"kind", "entity_name", "contact_name", "position", "phone", "email"}
     submission = Submission(
         sender_id=form.sender_id,
         message_id=ctx.message_id,
-        attachment_id=attachment_ids.get(form.attachment_index),
+        attachment_id=attachment_id,
         version=queries.next_version(session, form.sender_id),
         status=status,
         file_sha256=file_sha,
@@ -186,7 +187,7 @@ def _new_submission(
         template_version=form.result.template_version,
         received_at=ctx.received_at,
         late=not ctx.on_time(form.sender_id),
-        receipt=receipt,
+        receipt=_receipt(ctx) if status == SubmissionStatus.VALID else None,
         kind_label=_text(header.get("kind")),
         entity_name=_text(header.get("entity_name")),
         contact_name=_text(header.get("contact_name")),
@@ -295,6 +296,7 @@ def _store_problems(
                 row=p.row,
                 column=p.column,
                 cell=p.cell,
+                table_no=p.table,
             )
         )
 
@@ -317,6 +319,8 @@ def handle_no_form(
     sender_id = reading.message_match.sender_id
     if sender_id and reading.unreadable:
         # Something came from a known sender: it counts as a submission that needs correction.
+        from intake.pipeline import FormOutcome  # at run time: pipeline imports this module
+
         first = reported[0]
         index = next(
             (i for i, a in enumerate(reading.parsed.attachments) if a.filename == first.filename),
@@ -325,19 +329,9 @@ def handle_no_form(
         form = FormOutcome(
             first, index if index is not None else -1, reading.message_match, sender_id, problems
         )
-        submission = Submission(
-            sender_id=sender_id,
-            message_id=ctx.message_id,
-            attachment_id=attachment_ids.get(form.attachment_index),
-            version=queries.next_version(session, sender_id),
-            status=SubmissionStatus.INVALID,
-            file_sha256=_attachment_sha(session, attachment_ids.get(form.attachment_index)),
-            sheet=None,
-            received_at=ctx.received_at,
-            late=not ctx.on_time(sender_id),
-        )
-        session.add(submission)
-        session.flush()
+        index = form.attachment_index
+        sha = _attachment_sha(session, attachment_ids.get(index))
+        submission = _submission(ctx, form, attachment_ids, SubmissionStatus.INVALID, sha)
         _store_problems(session, ctx.message_id, submission.id, problems)
         result.submissions.append(submission.id)
     else:
@@ -373,7 +367,28 @@ def _looks_like_form_file(result: FormResult) -> bool:
     return name.endswith((".xlsx", ".xlsm", ".xls", ".ods", ".docx", ".doc", ".zip"))
 
 
-def handle_noise(session: Session, message_id: int, parsed: mail.ParsedMessage) -> None:
+def hold_if_spoofed(ctx: Decision, verdict: Verdict | None) -> None:
+    """A roster address failing DMARC (intake/auth.py) is not answered: its replies are HELD and
+    the coordinator decides. Anyone else's From changes nothing (the roster is what is at stake)."""
+    settings = ctx.svc.settings.replies
+    address = ctx.parsed.from_address
+    if not settings.require_dmarc or verdict is None or verdict.outcome != "fail" or not address:
+        return
+    if not queries.address_is_known(ctx.session, address):
+        return
+    ctx.hold = f"DMARC not passed ({verdict.reason}): held for the coordinator"
+    queries.add_review(
+        ctx.session,
+        "dmarc_fail",
+        f"อีเมลอ้างว่ามาจาก {address} ซึ่งอยู่ในรายชื่อผู้ส่ง แต่ผลตรวจสอบผู้ส่ง (DMARC) ไม่ผ่าน "
+        f"({verdict.reason}) จึงระงับการตอบกลับไว้ให้ผู้ประสานงานพิจารณา",
+        message_id=ctx.message_id,
+    )
+
+
+def handle_noise(
+    session: Session, message_id: int, parsed: mail.ParsedMessage, now: datetime | None = None
+) -> None:
     """No reply, ever. A bounce of one of our replies flags the address it went to."""
     if not mail.is_bounce(parsed):
         return
@@ -388,7 +403,7 @@ def handle_noise(session: Session, message_id: int, parsed: mail.ParsedMessage) 
         for address in session.query(SenderAddress).filter(
             SenderAddress.address == ours.to_address
         ):
-            address.bounced_at = as_utc(datetime.now().astimezone())
+            address.bounced_at = as_utc(now or datetime.now().astimezone())
         queries.add_review(
             session,
             "bounce",
@@ -440,7 +455,7 @@ def queue_reply(
         references=parsed.references,
         received_at=ctx.received_at,
         on_time=ctx.on_time(sender_id),
-        sender_name=entry.name_th if entry else None,
+        sender_name=sender_title(entry.kind, entry.name_th) if entry else None,
         receipt=submission.receipt if submission else None,
         version=submission.version if submission else None,
         replaces_version=replaces,
@@ -449,6 +464,7 @@ def queue_reply(
         total_budget=_total_budget(data),
         problems=problems,
         filename=filename,
+        form_read=data is not None,
     )
     subject, text, html = svc.renderer.render(reply)
     message_id = new_message_id(svc.settings.replies.message_id_domain)
@@ -477,8 +493,9 @@ def queue_reply(
         answers_message_id=ctx.message_id,
         submission_id=submission.id if submission else None,
         dedupe_key=dedupe_key[:200],
-        state=OutboxState.HELD if capped else OutboxState.QUEUED,
-        last_error="daily cap for this recipient reached" if capped else None,
+        state=OutboxState.HELD if capped or ctx.hold else OutboxState.QUEUED,
+        last_error=ctx.hold or ("daily cap for this recipient reached" if capped else None),
+        created_at=ctx.now,  # the clock's now (INTAKE_NOW aware): the cap counts by it
     )
     session.add(row)
     session.flush()

@@ -9,7 +9,7 @@ passed down: no module reads the environment on its own.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +68,49 @@ class RepliesSettings(BaseModel):
     dry_run: bool = False  # the outbox fills, nothing is sent
     per_recipient_daily_cap: int = 5
     message_id_domain: str = "intake.moi.local"
+    # Spoofing (intake/auth.py): the topmost Authentication-Results by this server is trusted; a
+    # roster address failing DMARC gets no reply (HELD, review `dmarc_fail`). No such header at
+    # all (a local test server) means "unknown" and is not held.
+    authserv_id: str = "mx.google.com"
+    require_dmarc: bool = True
+
+
+class RemindersSettings(BaseModel):
+    """When reminders go out (intake/reminders.py): whole days before the deadline's date, at a
+    Bangkok time of day; optionally overdue notices on days after it. Each goes once per sender."""
+
+    enabled: bool = True
+    days_before: list[int] = Field(default_factory=lambda: [3, 1])
+    at: time = time(9, 0)  # Asia/Bangkok
+    overdue_days_after: list[int] = Field(default_factory=list)  # e.g. [1]; empty: no notice
+
+
+class WebSettings(BaseModel):
+    """`intake web`: loopback by default; any other address needs `token` (refused without)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: SecretStr = SecretStr("")  # bearer header, login form, or basic auth password
+    public_url: str = ""  # the address people use (for the template link and its QR code)
+
+
+class WorkerSettings(BaseModel):
+    """`intake run`: the scheduler, IDLE, the lease and health. Durations are in seconds."""
+
+    poll_interval: float = 120.0  # the safety-net poll; IDLE wakes the worker sooner
+    idle: bool = True  # use IMAP IDLE when the server offers it
+    cycle_timeout: float = 900.0  # a cycle running longer is abandoned and logged
+    misfire_grace: float = 300.0  # a job that could not start on time still runs this late
+    lease_ttl: float = 90.0  # a worker that stops renewing loses the lease after this
+    lease_renew: float = 30.0  # how often the active worker renews it
+    lease_wait: float = 60.0  # how long `intake poll --once` waits for another worker's lease
+    standby_check: float = 10.0  # how often a standby worker tries to take over
+    shutdown_grace: float = 20.0  # on SIGTERM, how long the current cycle may take to finish
+    alert_after: float = 900.0  # no successful poll for this long: unhealthy, alert
+    coordinator_address: str | None = None  # daily summary and alerts go here when set
+    summary_time: str = "08:00"  # daily summary, local time (settings.timezone)
+    reminders_interval: float = 900.0  # how often due reminders are looked for
+    log_format: Literal["kv", "json"] = "kv"  # one line per event: key=value or JSON
 
 
 class Settings(BaseSettings):
@@ -84,14 +127,14 @@ class Settings(BaseSettings):
     imap: ImapSettings = Field(default_factory=ImapSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     replies: RepliesSettings = Field(default_factory=RepliesSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     deadline: datetime = datetime.fromisoformat("2024-01-22T23:59:59+07:00")
     now: datetime | None = None  # the instant taken as "now" (demos, tests of deadline logic)
     timezone: str = "Asia/Bangkok"
     campaign: str = "city-upgrading-2567"
     include_bangkok: bool = False  # Bangkok is in the reference data but was not addressed
-    reminders_before: list[timedelta] = Field(
-        default_factory=lambda: [timedelta(days=3), timedelta(days=1)]
-    )
+    reminders: RemindersSettings = Field(default_factory=RemindersSettings)
 
     # Where the TOML file comes from; set by load_settings(), not by users.
     toml_file: Path | None = Field(default=None, exclude=True)
@@ -159,6 +202,16 @@ def _toml_sets(path: Path, key: str) -> bool:
 
     with path.open("rb") as fh:
         return key in tomllib.load(fh)
+
+
+def os_user() -> str:
+    """Who runs this process (the default actor in the audit trail when `--by` is not given)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (some containers): still an actor
+        return "unknown"
 
 
 def redact_url(url: str) -> str:

@@ -166,6 +166,8 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     processed_at: Mapped[datetime | None]
     done_at: Mapped[datetime | None]
+    # the coordinator said who sent it (`intake review assign`): every replay keeps that answer
+    assigned_sender_id: Mapped[str | None] = mapped_column(ForeignKey("sender.id"))
 
     locations: Mapped[list[MessageLocation]] = relationship(back_populates="message")
     attachments: Mapped[list[Attachment]] = relationship(
@@ -216,8 +218,10 @@ class Submission(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sender_id: Mapped[str] = mapped_column(ForeignKey("sender.id"))
-    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), index=True)
+    # NULL when the form came by another channel (paper, by hand) and a person recorded it
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"), index=True)
     attachment_id: Mapped[int | None] = mapped_column(ForeignKey("attachment.id"))
+    channel: Mapped[str] = mapped_column(String(20), default="email", server_default="email")
     version: Mapped[int] = mapped_column(Integer)
     status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus))
     file_sha256: Mapped[str | None] = mapped_column(String(64))
@@ -323,6 +327,7 @@ class Problem(Base):
     row: Mapped[int | None] = mapped_column(Integer)
     column: Mapped[str | None] = mapped_column(String(200))
     cell: Mapped[str | None] = mapped_column(String(20))
+    table_no: Mapped[int | None] = mapped_column(Integer)  # Word: which table (`row` is in it)
 
 
 class Outbox(Base):
@@ -395,3 +400,24 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime]
+
+
+class WorkerStatus(Base):
+    """The worker's health, for `intake status`, the container health check and the alert.
+
+    One row per worker name (the lease name). Times are the real clock, never `INTAKE_NOW`:
+    they measure the service, not the campaign.
+    """
+
+    __tablename__ = "worker_status"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(20), default="stopped")  # active|standby|stopped
+    started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]  # the last poll that completed
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    alerted_for: Mapped[str | None] = mapped_column(String(200))  # the outage last alerted

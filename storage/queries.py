@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, update
@@ -18,14 +18,20 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from storage.models import (
+    Approach,
     AuditEvent,
     Counter,
+    FormText,
+    Indicator,
+    Lease,
     MailboxCursor,
     Message,
     MessageLocation,
     MessageState,
     Outbox,
     OutboxState,
+    Partner,
+    Project,
     ReviewItem,
     ReviewState,
     Sender,
@@ -33,6 +39,7 @@ from storage.models import (
     SenderKind,
     Submission,
     SubmissionStatus,
+    WorkerStatus,
 )
 
 # --- roster -------------------------------------------------------------------------------------
@@ -66,12 +73,14 @@ def _insert(session: Session, model: Any) -> Any:
 
 def add_sender_address(session: Session, sender_id: str, address: str, source: str) -> bool:
     """Record an address for a sender once; True when it was new."""
-    result = session.execute(
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+    inserted = session.execute(
         _insert(session, SenderAddress)
         .values(sender_id=sender_id, address=address.strip().lower(), source=source)
         .on_conflict_do_nothing(index_elements=["sender_id", "address"])
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        .returning(SenderAddress.id)
+    ).first()
+    return inserted is not None
 
 
 def addresses_by_sender(session: Session) -> dict[str, set[str]]:
@@ -481,5 +490,299 @@ def submission_of_message(
             if attachment_id is not None
             else Submission.attachment_id.is_(None),
             Submission.sheet == sheet if sheet is not None else Submission.sheet.is_(None),
+        )
+    )
+
+
+# --- consolidated export -------------------------------------------------------------------------
+
+# The parts with a table of their own (intake/record.py writes them); any other part's rows are
+# in `form_text` under the part's key.
+PART_TABLES: dict[str, type[Any]] = {
+    "approaches": Approach,
+    "indicators": Indicator,
+    "projects": Project,
+    "partners": Partner,
+}
+_NOT_VALUES = frozenset({"id", "submission_id", "row_no", "extra", "part"})
+
+
+@dataclass(frozen=True)
+class AcceptedRow:
+    """One row of one part, from an expected sender's latest valid version, with its sender."""
+
+    sender_id: str
+    name_th: str
+    kind: SenderKind
+    region_th: str
+    receipt: str | None
+    version: int
+    row_no: int
+    values: dict[str, Any]  # column key -> value: typed columns win over keys kept in `extra`
+
+
+def latest_valid_submission_ids() -> Any:
+    """A subquery: the id of each sender's latest valid version (the one that counts)."""
+    latest = (
+        select(Submission.sender_id.label("sid"), func.max(Submission.version).label("version"))
+        .where(Submission.status == SubmissionStatus.VALID)
+        .group_by(Submission.sender_id)
+        .subquery()
+    )
+    return select(Submission.id).join(
+        latest, and_(Submission.sender_id == latest.c.sid, Submission.version == latest.c.version)
+    )
+
+
+def accepted_part_rows(session: Session, part: str) -> list[AcceptedRow]:
+    """Every accepted expected sender's rows of `part`, senders in roster order, rows in form order."""
+    model = PART_TABLES.get(part, FormText)
+    stmt = (
+        select(model, Sender, Submission.receipt, Submission.version)
+        .join(Submission, Submission.id == model.submission_id)
+        .join(Sender, Sender.id == Submission.sender_id)
+        .where(Submission.id.in_(latest_valid_submission_ids()), Sender.expected.is_(True))
+        .order_by(Sender.sort_key, Sender.id, model.row_no)
+    )
+    if model is FormText:
+        stmt = stmt.where(FormText.part == part)
+    keys = [c.key for c in model.__mapper__.column_attrs if c.key not in _NOT_VALUES]
+    return [
+        AcceptedRow(
+            sender_id=sender.id,
+            name_th=sender.name_th,
+            kind=sender.kind,
+            region_th=sender.region_th,
+            receipt=receipt,
+            version=version,
+            row_no=row.row_no,
+            values={**(getattr(row, "extra", None) or {}), **{k: getattr(row, k) for k in keys}},
+        )
+        for row, sender, receipt, version in session.execute(stmt)
+    ]
+
+
+def first_received_by_sender(session: Session) -> dict[str, datetime]:
+    """When each sender's first version (valid or not) reached the mailbox."""
+    return dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Submission.sender_id, func.min(Submission.received_at)).group_by(
+                Submission.sender_id
+            )
+        ).all()
+    )
+
+
+# --- the worker: lease and health ----------------------------------------------------------------
+
+
+def acquire_lease(
+    session: Session,
+    name: str,
+    holder: str,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    replace_holder: str | None = None,
+) -> bool:
+    """Take (or keep) the lease `name` for `holder` until now + ttl; False while another holds it.
+
+    One guarded statement, INSERT ... ON CONFLICT DO UPDATE ... WHERE (held by us, or expired), so
+    two workers racing for a free or expired lease cannot both win, on SQLite and PostgreSQL
+    alike. `replace_holder` names a holder known to be dead (its process is gone): its lease is
+    taken before it expires, but only if that holder still has it.
+    """
+    now = _utc(now)
+    expires = now + ttl
+    table = Lease.__table__
+    takeover = or_(table.c.holder == holder, table.c.expires_at <= now)
+    if replace_holder:
+        takeover = or_(takeover, table.c.holder == replace_holder)
+    stmt = (
+        _insert(session, Lease)
+        .values(name=name, holder=holder, expires_at=expires)
+        .on_conflict_do_update(
+            index_elements=["name"],
+            set_={"holder": holder, "expires_at": expires},
+            where=takeover,
+        )
+        .returning(table.c.holder)
+    )
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT
+    return session.execute(stmt).first() is not None
+
+
+def renew_lease(session: Session, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Extend our lease; False when it is no longer ours (another worker took it over)."""
+    result = session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.holder == holder)
+        .values(expires_at=_utc(now) + ttl)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release_lease(session: Session, name: str, holder: str) -> bool:
+    """Give the lease up (clean shutdown) so a standby worker need not wait for its expiry."""
+    from sqlalchemy import delete
+
+    result = session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def get_lease(session: Session, name: str) -> Lease | None:
+    return session.get(Lease, name, populate_existing=True)
+
+
+def _utc(value: datetime) -> datetime:
+    from datetime import UTC
+
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def get_worker_status(session: Session, name: str) -> WorkerStatus | None:
+    return session.get(WorkerStatus, name, populate_existing=True)
+
+
+def save_worker_status(session: Session, name: str, **values: Any) -> None:
+    """Upsert the columns given (holder, mode, started_at, heartbeat_at, alerted_for ...)."""
+    values = {k: _utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+    insert_values = {"mode": "stopped", "consecutive_failures": 0, **values}
+    session.execute(
+        _insert(session, WorkerStatus)
+        .values(name=name, **insert_values)
+        .on_conflict_do_update(index_elements=["name"], set_=values or {"name": name})
+    )
+
+
+def record_poll(session: Session, name: str, when: datetime, error: str | None) -> None:
+    """A poll ended: success resets the failure count; a failure keeps its reason and time."""
+    when = _utc(when)
+    table = WorkerStatus.__table__
+    if error is None:
+        values: dict[str, Any] = {"last_success_at": when, "consecutive_failures": 0}
+        insert_failures = 0
+    else:
+        values = {
+            "last_error": error[:4000],
+            "last_error_at": when,
+            "consecutive_failures": table.c.consecutive_failures + 1,
+        }
+        insert_failures = 1
+    insert_values = {**values, "consecutive_failures": insert_failures}
+    session.execute(
+        _insert(session, WorkerStatus)
+        .values(name=name, mode="stopped", **insert_values)
+        .on_conflict_do_update(index_elements=["name"], set_=values)
+    )
+
+
+def open_review_count(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count(ReviewItem.id)).where(ReviewItem.state == ReviewState.OPEN)
+        )
+        or 0
+    )
+
+
+def message_state_counts(session: Session) -> dict[str, int]:
+    return {
+        state.value: count
+        for state, count in session.execute(
+            select(Message.state, func.count(Message.id)).group_by(Message.state)
+        )
+    }
+
+
+def max_message_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(Message.id))) or 0)
+
+
+@dataclass(frozen=True)
+class MessageDigest:
+    """What a log line says about one handled message (no content, no secrets)."""
+
+    id: int
+    message_id: str | None
+    from_address: str | None
+    state: str
+    outcome: str | None
+    senders: tuple[str, ...]
+    error: str | None
+
+
+def message_digests(session: Session, after_id: int, also: Sequence[int] = ()) -> list[MessageDigest]:
+    """Messages with id > after_id or in `also`, with the senders their submissions went to."""
+    condition = Message.id > after_id
+    if also:
+        condition = or_(condition, Message.id.in_(list(also)))
+    rows = session.execute(select(Message).where(condition).order_by(Message.id)).scalars().all()
+    senders: dict[int, set[str]] = {}
+    if rows:
+        for message_id, sender_id in session.execute(
+            select(Submission.message_id, Submission.sender_id).where(
+                Submission.message_id.in_([m.id for m in rows])
+            )
+        ):
+            if message_id is not None:  # never None here (the IN above); keeps the type exact
+                senders.setdefault(message_id, set()).add(sender_id)
+    return [
+        MessageDigest(
+            id=m.id,
+            message_id=m.message_id_header,
+            from_address=m.from_address,
+            state=m.state.value,
+            outcome=m.outcome.value if m.outcome else None,
+            senders=tuple(sorted(senders.get(m.id, ()))),
+            error=m.error,
+        )
+        for m in rows
+    ]
+
+
+# --- replies: reminders and spoofing checks ------------------------------------------------------
+
+
+def sender_addresses(session: Session) -> list[SenderAddress]:
+    """Every known address of every sender, bounced ones included (callers decide)."""
+    return list(
+        session.scalars(select(SenderAddress).order_by(SenderAddress.sender_id, SenderAddress.id))
+    )
+
+
+def address_is_known(session: Session, address: str) -> bool:
+    """Whether an address is on the roster (configured, learned or added by the coordinator)."""
+    wanted = address.strip().lower()
+    return bool(session.scalar(select(exists().where(SenderAddress.address == wanted))))
+
+
+def latest_submissions(session: Session) -> dict[str, Submission]:
+    """Each sender's latest version (valid or not)."""
+    latest = (
+        select(Submission.sender_id.label("sid"), func.max(Submission.version).label("version"))
+        .group_by(Submission.sender_id)
+        .subquery()
+    )
+    rows = session.scalars(
+        select(Submission).join(
+            latest,
+            and_(Submission.sender_id == latest.c.sid, Submission.version == latest.c.version),
+        )
+    )
+    return {s.sender_id: s for s in rows}
+
+
+def submission_problems(session: Session, submission_id: int, severity: str = "error") -> list[Any]:
+    """The stored problems of one version, in the order they were found."""
+    from storage.models import Problem
+
+    return list(
+        session.scalars(
+            select(Problem)
+            .where(Problem.submission_id == submission_id, Problem.severity == severity)
+            .order_by(Problem.id)
         )
     )

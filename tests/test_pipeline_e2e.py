@@ -386,3 +386,22 @@ def test_raw_8bit_tis620_headers_are_recorded_and_decoded(env):
     phrae = next(e for e in intake.report()["entities"] if e["id"] == "TH-54")
     assert phrae["status"] == "accepted"
     assert "แบบฟอร์มจังหวัดแพร่" in smtp.messages[0].message["Subject"]
+
+
+def test_a_pdf_only_mail_needs_correction_and_a_replay_keeps_one_version(env):
+    intake, user, smtp, url, _ = env
+    intake("db", "upgrade")
+    pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+    user.append(_mail(1, "saraban@chiangmai.go.th", "แบบฟอร์ม จังหวัดเชียงใหม่ (สแกน)",
+                      [("แบบฟอร์ม.pdf", pdf, "application/pdf")]), ON_TIME)
+    intake("poll", "--once")
+    chiangmai = next(e for e in intake.report()["entities"] if e["id"] == "TH-50")
+    assert (chiangmai["status"], chiangmai["versions"]) == ("needs_correction", 1)
+    [reply] = smtp.messages
+    body = reply.message.get_body(preferencelist=("plain",)).get_content()
+    assert reply.message["X-Intake-Kind"] == "correction"
+    assert "PDF" in body and ".xlsx" in body  # says what to send instead
+    intake("reprocess", "--all")
+    again = next(e for e in intake.report()["entities"] if e["id"] == "TH-50")
+    assert again["versions"] == 1
+    assert _count(url, Submission) == 1 and len(smtp.messages) == 1
