@@ -24,12 +24,20 @@ class Problem:
     row: int | None = None  # 1-based sheet row
     column: str | None = None  # column label as printed on the form
     cell: str | None = None  # "B12"
+    table: int | None = None  # Word: 1-based table of the document (`row` is then in that table)
 
     def where_th(self) -> str:
-        """Location in Thai for a person: file, sheet, part, cell."""
+        """Location in Thai for a person: file, sheet, part, cell (Word: table, row, column)."""
         bits = []
         if self.filename:
             bits.append(f"ไฟล์ {self.filename}")
+        if self.table is not None:
+            bits.append(f"ตารางที่ {self.table}")
+            if self.row is not None:
+                bits.append(f"แถวที่ {self.row}")
+            if self.column:
+                bits.append(f"{'ช่อง' if self.part == 'header' else 'คอลัมน์'} {self.column}")
+            return " ".join(bits)
         if self.sheet:
             bits.append(f"แผ่นงาน {self.sheet}")
         if self.cell:
@@ -70,12 +78,14 @@ class FormResult:
 class Where:
     """Where a value sits in the file, for a person: sheet, 1-based row and cell ("C14").
 
-    Word tables have no cell addresses, so `row` and `cell` may be None.
+    Word tables have no cell addresses: there `table` is the 1-based table of the document,
+    `row` the 1-based row within it and `cell` None (None all three for a paragraph).
     """
 
     sheet: str | None = None
     row: int | None = None
     cell: str | None = None
+    table: int | None = None
 
 
 @dataclass

@@ -42,7 +42,8 @@ def read_forms(filename: str, kind: str, data: bytes, spec: FormSpec) -> list[Fo
         return [_refused(filename, spec, "too_large", "")]
     except Exception as exc:  # noqa: BLE001 - a broken or hostile file is reported, never raised
         code = "unsafe_file" if _unsafe(exc) else "corrupt"
-        return [_refused(filename, spec, code, type(exc).__name__)]
+        log.info("%s refused as %s: %s: %s", filename, code, type(exc).__name__, exc)
+        return [_refused(filename, spec, code, "อ่านโครงสร้างภายในไฟล์ไม่สำเร็จ")]
     try:
         sheets = [parse_grid(grid, spec, found.get(id(grid))) for grid in source.grids]
         forms = _group(sheets, spec)
@@ -140,6 +141,7 @@ def _formula_problem(filename: str, spec: FormSpec, place: Where, part: str, lab
         row=place.row,
         column=label,
         cell=place.cell,
+        table=place.table,
     )
 
 

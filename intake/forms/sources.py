@@ -6,9 +6,10 @@ way. Anything that cannot or must not be read raises `SourceProblem` with a mess
 the form description; nothing else escapes `open_source`.
 
 Safety: an .xlsx/.docx is a zip. Its central directory is checked first (member count, total
-uncompressed size, zip encryption) and the start of every XML member is checked for a DTD (entity
-bombs) before any XML parser sees it; Python's zipfile never inflates a member past its declared
-size, so the size check bounds what is decompressed. openpyxl then streams sheets in read-only
+uncompressed size, the size of each XML part parsed whole, zip encryption) and the start of
+every XML member is checked for a DTD (entity bombs) before any XML parser sees it; Python's
+zipfile never inflates a member past its declared size, so the size checks bound what is
+decompressed and parsed. openpyxl then streams sheets in read-only
 mode (with defusedxml/lxml without entity resolution) and rows/columns are counted as they come.
 """
 
@@ -73,6 +74,9 @@ class Grid:
     name: str | None
     rows: list[list[Any]] = field(default_factory=list)
     addressable: bool = True  # False for Word tables: no cell addresses to show
+    # Word only: per grid row, (table number, row number in that table), 1-based; (0, 0) for a
+    # paragraph. People are told "ตารางที่ 3 แถวที่ 2" instead of a cell address.
+    places: list[tuple[int, int]] = field(default_factory=list)
 
     def get(self, row: int, col: int) -> Any:
         if 0 <= row < len(self.rows) and 0 <= col < len(self.rows[row]):
@@ -88,7 +92,10 @@ class Grid:
 
     def where(self, row: int, col: int) -> Where:
         if not self.addressable:
-            return Where(self.name, None, None)
+            table, table_row = self.places[row] if row < len(self.places) else (0, 0)
+            if not table:
+                return Where(self.name, None, None)
+            return Where(self.name, table_row, None, table)
         return Where(self.name, row + 1, f"{get_column_letter(col + 1)}{row + 1}")
 
 
@@ -123,7 +130,12 @@ def _from_cfb(kind: str, data: bytes, spec: FormSpec) -> Source:
 
 
 def _from_zip(kind: str, data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) -> Source:
-    names = _check_zip(data, spec.limits)
+    try:
+        names = _check_zip(data, spec.limits)
+    except SourceProblem as exc:
+        if exc.code == "corrupt" and kind == "zip":  # a broken archive, not a broken workbook
+            raise SourceProblem("format_zip") from exc
+        raise
     if "xl/workbook.bin" in names:
         raise SourceProblem("format_xlsb")
     if "xl/workbook.xml" in names:
@@ -152,12 +164,23 @@ def _check_zip(data: bytes, limits: Limits) -> set[str]:
                 raise SourceProblem("encrypted")
             for info in infos:
                 if info.filename.lower().endswith(_XML_SUFFIXES):
+                    _check_whole_part(info, limits)
                     _check_xml_prefix(zf, info)
             return {info.filename for info in infos}
     except SourceProblem:
         raise
     except Exception as exc:  # noqa: BLE001 - any zip damage is the sender's file, not our bug
-        raise SourceProblem("corrupt", type(exc).__name__) from exc
+        raise SourceProblem("corrupt", "ไฟล์บีบอัดภายในไม่สมบูรณ์ อาจส่งมาไม่ครบ") from exc
+
+
+def _check_whole_part(info: zipfile.ZipInfo, limits: Limits) -> None:
+    """Sheets are streamed row by row; every other XML part (shared strings, a Word document)
+    is parsed whole, so its size bounds the memory and time a file can cost."""
+    if info.filename.startswith("xl/worksheets/"):
+        return
+    if info.file_size > limits.max_xml_part_bytes:
+        mb = limits.max_xml_part_bytes // (1024 * 1024)
+        raise SourceProblem("too_large", f"ส่วนข้อมูล {info.filename} มีขนาดเกิน {mb} MB")
 
 
 def _check_xml_prefix(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
@@ -297,22 +320,43 @@ def _xls_value(cell: Any, datemode: int) -> Any:
 def _docx_grid(data: bytes, limits: Limits) -> Grid:
     """A Word document as one grid: a paragraph is a one-cell row, a table row is a row.
 
-    Merged cells repeat the same cell object in python-docx; only its first (top-left)
-    occurrence keeps the text, as in a spreadsheet.
+    This is what people get when they paste the form from Excel into Word, or retype it there:
+    the parser then reads it like a sheet. Merged cells repeat the same cell in python-docx;
+    only its first (top-left) occurrence keeps the text, as in a spreadsheet. Tables inside
+    content controls (`w:sdt`) count too; each grid row remembers its table and row number.
     """
     document = Document(BytesIO(data))
+    grid = Grid(None, addressable=False)
     rows: list[list[Any]] = []
-    for block in document.element.body.iterchildren():
+    tables = 0
+    for block in _blocks(document.element.body):
         if block.tag == qn("w:p"):
             rows.append([Paragraph(block, document).text])
-        elif block.tag == qn("w:tbl"):
+            grid.places.append((0, 0))
+        else:
+            tables += 1
             seen: dict[int, Any] = {}  # id -> element, kept alive so ids stay unique
-            for table_row in Table(block, document).rows:
+            for number, table_row in enumerate(Table(block, document).rows, start=1):
                 cells: list[Any] = []
                 for cell in table_row.cells:
                     cells.append(None if id(cell._tc) in seen else cell.text)
                     seen[id(cell._tc)] = cell._tc
                 rows.append(cells)
+                grid.places.append((tables, number))
+                if len(rows) > limits.max_rows:
+                    raise SourceProblem("too_large", f"เอกสารมีเกิน {limits.max_rows:,} แถว")
         if len(rows) > limits.max_rows:
             raise SourceProblem("too_large", f"เอกสารมีเกิน {limits.max_rows:,} แถว")
-    return Grid(None, _collect(rows, limits, "Word"), addressable=False)
+    grid.rows = _collect(rows, limits, "Word")
+    return grid
+
+
+def _blocks(parent: Any) -> Iterable[Any]:
+    """Paragraphs and tables in document order, looking inside content controls."""
+    for child in parent.iterchildren():
+        if child.tag in (qn("w:p"), qn("w:tbl")):
+            yield child
+        elif child.tag == qn("w:sdt"):
+            content = child.find(qn("w:sdtContent"))
+            if content is not None:
+                yield from _blocks(content)

@@ -93,6 +93,7 @@ class Limits:
     max_columns: int = 100
     max_sheets: int = 50
     max_uncompressed_bytes: int = 50 * 1024 * 1024
+    max_xml_part_bytes: int = 10 * 1024 * 1024  # one XML part parsed whole (not a sheet)
     max_members: int = 2000
     max_text_chars: int = 5000
     max_problems: int = 100

@@ -208,13 +208,14 @@ class _Checker:
                 row=where.row,
                 column=column,
                 cell=where.cell,
+                table=where.table,
             )
         )
 
 
 def _row_only(where: Where) -> Where:
     """A missing cell's location when only another cell of its row is known."""
-    return Where(where.sheet, where.row, None)
+    return Where(where.sheet, where.row, None, where.table)
 
 
 def _display(raw: Any) -> str:

@@ -9,6 +9,8 @@ Other test modules attach these to e-mails, so the entry point is one call:
     data = form_with_errors_bytes()                             # ERRORS_EXPECTED problem codes
     data = warning_form_bytes()                                 # valid, with a C.E.-year warning
     data = multi_form_bytes([("เชียงใหม่", "จังหวัด"), ("กลุ่มจังหวัดภาคเหนือตอนบน 1", "กลุ่มจังหวัด")])
+    data = docx_form_bytes(projects=[...])                      # the form retyped in Word
+    data = docx_pasted_bytes()                                  # the sheet pasted into Word
 
 Values are written where `intake.forms.template.layout` says; `sample_header`/`sample_parts`
 give the records a valid form holds, normalised as `read_forms` returns them.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from zipfile import ZIP_DEFLATED, ZipFile
 
+import docx
 from openpyxl import load_workbook
 from openpyxl.workbook import Workbook
 from openpyxl.worksheet.worksheet import Worksheet
@@ -297,3 +300,70 @@ def replace_member(data: bytes, name: str, content: bytes | str) -> bytes:
 def read_member(data: bytes, name: str) -> str:
     with ZipFile(BytesIO(data)) as zf:
         return zf.read(name).decode("utf-8")
+
+
+# ---------------------------------------------------------------- Word copies of the form
+
+
+def _shown(value: Any) -> str:
+    """A value as Excel shows it, which is what a paste into Word carries."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def docx_form_bytes(**overrides: Any) -> bytes:
+    """The form retyped in Word: the header as a two-column table, each part's heading as a
+    paragraph followed by its text (paragraphs) or its own table. Overrides as `records`."""
+    header, parts = records("เชียงใหม่", "จังหวัด", default_spec(), **overrides)
+    spec = default_spec()
+    document = docx.Document()
+    document.add_paragraph(spec.title)
+    table = document.add_table(rows=0, cols=2)
+    for f in spec.header:
+        cells = table.add_row().cells
+        cells[0].text, cells[1].text = f.label, _shown(header[f.key])
+    for part in spec.parts:
+        document.add_paragraph(part.heading)
+        if part.kind != "table":
+            for row in parts[part.key]:
+                document.add_paragraph(row["text"])
+            continue
+        table = document.add_table(rows=1, cols=len(part.columns))
+        for cell, column in zip(table.rows[0].cells, part.columns, strict=True):
+            cell.text = column.label
+        for row in parts[part.key]:
+            for cell, column in zip(table.add_row().cells, part.columns, strict=True):
+                cell.text = _shown(row.get(column.key))
+    return _docx_bytes(document)
+
+
+def docx_pasted_bytes(*, before: int = 0, **overrides: Any) -> bytes:
+    """The filled template sheet copied from Excel and pasted into Word: one big table with the
+    sheet's merged cells merged, values as Excel shows them (budgets as 12,500,000.00), after
+    `before` paragraphs and small tables of the covering text. Overrides as `records`."""
+    wb = filled_workbook(**overrides)
+    ws = wb[default_spec().template.sheet]
+    document = docx.Document()
+    for i in range(before):
+        document.add_paragraph(f"ที่ มท ๐๒๑๒.๓/ว ๓๐๒ ข้อความนำส่ง {i + 1}")
+        document.add_table(rows=1, cols=2).rows[0].cells[0].text = "หมายเหตุ"
+    n_rows, n_cols = ws.max_row, ws.max_column
+    table = document.add_table(rows=n_rows, cols=n_cols)
+    for row in ws.iter_rows(min_row=1, max_row=n_rows, max_col=n_cols):
+        for cell in row:
+            if cell.value is not None:
+                table.cell(cell.row - 1, cell.column - 1).text = _shown(cell.value)
+    for merged in ws.merged_cells.ranges:
+        top = table.cell(merged.min_row - 1, merged.min_col - 1)
+        text = top.text
+        top.merge(table.cell(merged.max_row - 1, merged.max_col - 1)).text = text
+    return _docx_bytes(document)
+
+
+def _docx_bytes(document: Any) -> bytes:
+    buffer = BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 from decimal import Decimal
 from io import BytesIO
-from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
@@ -111,19 +110,52 @@ def test_two_forms_in_one_workbook() -> None:
     assert all(r.valid for r in results)
 
 
-@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) not installed")
-def test_libreoffice_round_trip(tmp_path: Path) -> None:  # pragma: no cover - needs soffice
-    source = tmp_path / "in" / "form.xlsx"
-    source.parent.mkdir()
-    source.write_bytes(filled_form_bytes())
-    out = tmp_path / "out"
-    subprocess.run(
-        ["soffice", "--headless", "--convert-to", "xlsx", "--outdir", str(out), str(source)],
-        check=True,
-        timeout=120,
-    )
-    (result,) = read_forms("form.xlsx", "xlsx", (out / "form.xlsx").read_bytes(), default_spec())
+@pytest.fixture(scope="module")
+def libreoffice_copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The filled and the blank template, each opened and saved again as .xlsx by LibreOffice.
+
+    One headless soffice converts both (startup is most of its time) with a profile of its own,
+    so it neither touches nor waits for a user's LibreOffice.
+    """
+    soffice = shutil.which("soffice")
+    assert soffice, "LibreOffice (soffice) is missing: .ci/run installs libreoffice-calc-nogui"
+    root = tmp_path_factory.mktemp("libreoffice")
+    source = root / "in"
+    source.mkdir()
+    (source / "filled.xlsx").write_bytes(filled_form_bytes())
+    (source / "blank.xlsx").write_bytes(_template()[0])
+    done = subprocess.run(
+        [soffice, f"-env:UserInstallation={(root / 'profile').as_uri()}", "--headless",
+         "--norestore", "--convert-to", "xlsx", "--outdir", str(root / "out"),
+         str(source / "filled.xlsx"), str(source / "blank.xlsx")],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return {name: (root / "out" / f"{name}.xlsx").read_bytes() for name in ("filled", "blank")}
+
+
+def test_libreoffice_round_trip(libreoffice_copies: dict[str, bytes]) -> None:
+    (result,) = read_forms("form.xlsx", "xlsx", libreoffice_copies["filled"], default_spec())
     header, parts = expected_records()
     assert result.valid, result.problems
     assert result.data is not None
     assert (result.data.header, result.data.parts) == (header, parts)
+    assert result.template_version == default_spec().version  # the hidden marker survives
+
+
+def test_blank_template_opens_cleanly_in_libreoffice(libreoffice_copies: dict[str, bytes]) -> None:
+    spec = default_spec()
+    data = libreoffice_copies["blank"]
+    wb = load_workbook(BytesIO(data))
+    assert wb.sheetnames == [spec.template.sheet, spec.template.instructions_sheet, "_intake"]
+    assert wb["_intake"].sheet_state != "visible"
+    ws = wb[spec.template.sheet]
+    assert ws["A1"].value == spec.title
+    lists = {dv.formula1 for dv in ws.data_validations.dataValidation if dv.type == "list"}
+    assert {'"กลุ่มจังหวัด,จังหวัด"', '"1,2,3"', '"ระยะสั้น,ระยะยาว"'} <= lists
+    (result,) = read_forms("แบบฟอร์ม.xlsx", "xlsx", data, spec)
+    (original,) = read_forms("แบบฟอร์ม.xlsx", "xlsx", _template()[0], spec)
+    assert result.template_version == spec.version
+    assert [(p.code, p.cell) for p in result.problems] == [
+        (p.code, p.cell) for p in original.problems
+    ]
