@@ -1,9 +1,61 @@
-"""Commands: reminders (to be written)."""
+"""Commands: `intake remind` — queue the reminders due now and send them (logic: intake/reminders)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+STATUS_TH = {"missing": "ยังไม่ส่ง", "needs_correction": "รอแก้ไข"}
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `intake` app."""
+    app.command()(remind)
+
+
+def remind(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show who would get which reminder; change nothing.")
+    ] = False,
+) -> None:
+    """Queue the reminders due now (once per sender per reminder time) and send the outbox."""
+    from intake import reminders
+    from intake.cli import _services, console
+    from intake.outbox import send_outbox
+
+    svc = _services()
+    if dry_run:
+        planned = reminders.pending_reminders(svc)
+        console.print(_table(svc, planned))
+        if not (svc.settings.replies.enabled and svc.settings.reminders.enabled):
+            console.print("replies or reminders are disabled: nothing would be queued")
+        return
+    queued = reminders.queue_due_reminders(svc)
+    sent = send_outbox(svc.factory, svc.settings.smtp, svc.settings.replies, svc.clock.now)
+    held = sum(q.held for q in queued)
+    console.print(
+        f"reminders queued {len(queued)} (held {held}), replies sent {sent.sent}", highlight=False
+    )
+
+
+def _table(svc: Any, planned: list[Any]) -> Table:
+    from intake.reminders import render
+
+    table = Table(title=f"reminders due now: {len(planned)} (dry run, nothing queued or sent)")
+    for column in ("sender", "name", "status", "to", "reminder", "subject"):
+        table.add_column(column)
+    now = svc.clock.now()
+    for item in planned:
+        subject, _, _ = render(svc, item, now)
+        contact = item.contact
+        table.add_row(
+            contact.sender_id,
+            contact.title_th,
+            STATUS_TH.get(contact.status, contact.status),
+            item.address,
+            item.slot.key,
+            subject,
+        )
+    return table
