@@ -42,6 +42,7 @@ class EntityStatus:
     versions: int
     receipt: str | None
     sort_key: str
+    deadline_override: datetime | None = None  # this sender's own, later deadline (if extended)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def build_report(session: Session, deadline: datetime, now: datetime) -> StatusR
                 versions=row.versions,
                 receipt=row.receipt,
                 sort_key=row.sort_key,
+                deadline_override=as_utc(row.deadline_override) if row.deadline_override else None,
             )
         )
     entities.sort(key=lambda e: e.sort_key)

@@ -1,9 +1,238 @@
-"""Commands: review (to be written)."""
+"""Commands: `intake review`, what waits for a person and the actions on it (thin over
+intake/review.py; the web page offers the same actions)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+review_app = typer.Typer(
+    help="What waits for a person (unknown senders, unreadable files, failed replies) and the "
+    "actions on it; every action is recorded with who and when.",
+    invoke_without_command=True,
+)
+
+By = Annotated[
+    str | None, typer.Option("--by", help="Who acts, for the audit trail (default: $USER).")
+]
+Note = Annotated[str, typer.Option("--note", "-n", help="Why (kept in the audit trail).")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `intake` app."""
+    app.add_typer(review_app, name="review")
+
+
+def _act(action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run one action in one transaction and print what it did (errors: exit 2, in Thai)."""
+    from intake import cli
+    from intake.review import ReviewError
+    from storage.session import session_scope
+
+    svc = cli._services()
+    try:
+        with session_scope(svc.factory) as session:
+            done = action(session, *args, **kwargs)
+    except ReviewError as exc:
+        cli._fail(2, str(exc))
+    cli.console.print(f"[green]✓[/] {done.message_th}", highlight=False)
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 instant that carries its UTC offset (a bare time is ambiguous: refused)."""
+    from intake import cli
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        cli._fail(2, f"{text!r}: give a time with its offset, e.g. 2024-01-25T23:59:59+07:00")
+    return value  # type: ignore[return-value]
+
+
+def _actor(by: str | None) -> str:
+    from intake.review import actor_name
+
+    return actor_name(by)
+
+
+@review_app.callback()
+def review_list(ctx: typer.Context) -> None:
+    """List what waits for a person (with the command that settles each item)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from intake import cli
+    from intake.review import pending
+    from storage.session import session_scope
+
+    svc = cli._services()
+    with session_scope(svc.factory) as session:
+        entries = pending(session)
+    render_pending(cli.console, entries)
+
+
+def render_pending(console: Console, entries: list[Any]) -> None:
+    from intake.review import OUTBOX_STATE_TH, reason_th
+    from intake.thai import format_thai_datetime
+
+    if not entries:
+        console.print("[green]ไม่มีรายการรอตรวจสอบ[/]")
+        return
+    table = Table(title=f"รายการรอตรวจสอบ {len(entries)} รายการ", show_lines=True)
+    for column in ("ลำดับ", "เรื่อง", "อีเมล / ตอบกลับ", "รายละเอียด", "คำสั่งที่ใช้ได้"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        mail = ""
+        if e.message_id is not None:
+            when = format_thai_datetime(e.received_at) if e.received_at else ""
+            mail = f"#{e.message_id} {e.from_address or '-'}\n{e.subject or ''}\n{when}"
+        if e.outbox_id is not None:
+            state = OUTBOX_STATE_TH.get(e.outbox_state or "", e.outbox_state)
+            mail += f"\nตอบกลับ #{e.outbox_id} ถึง {e.outbox_to} ({state})"
+        hints = []
+        if e.message_id is not None and e.outbox_id is None:
+            hints += [f"assign {e.message_id} SENDER"]
+            if e.from_address:
+                hints += [f"add-address SENDER {e.from_address}"]
+        if e.outbox_state in {"held", "failed"}:
+            hints += [f"resend {e.outbox_id}", f"cancel {e.outbox_id}"]
+        hints += [f"resolve {e.id} --note …"]
+        table.add_row(str(e.id), reason_th(e.reason), mail.strip(), e.detail, "\n".join(hints))
+    console.print(table)
+
+
+@review_app.command("assign")
+def assign(
+    message: Annotated[int, typer.Argument(help="Message number (from `intake review`).")],
+    sender: Annotated[str, typer.Argument(help="Sender id, e.g. TH-50 or north-upper-1.")],
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Say who sent a message; it is decided again for that sender (forms, replies)."""
+    from intake import cli
+    from intake.review import assign_message, run_assigned
+
+    _act(assign_message, message, sender, _actor(by), note)
+    report = run_assigned(cli._services(), message)
+    cli._print_cycle(report)
+
+
+@review_app.command("add-address")
+def add_address(
+    sender: Annotated[str, typer.Argument(help="Sender id, e.g. TH-50.")],
+    address: Annotated[str, typer.Argument(help="E-mail address to recognise as this sender.")],
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Add an e-mail address to a sender's roster (mail from it is then recognised)."""
+    from intake.review import add_address as action
+
+    _act(action, sender, address, _actor(by), note)
+
+
+def _decide(submission: int, accept: bool, note: str, by: str | None) -> None:
+    from intake import cli
+    from intake.review import decide_submission
+
+    campaign = cli._settings().campaign
+    _act(decide_submission, submission, accept, _actor(by), note, campaign=campaign)
+
+
+@review_app.command("accept")
+def accept(
+    submission: Annotated[int, typer.Argument(help="Submission number (sender's history).")],
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Accept a form by hand (with a note saying why)."""
+    _decide(submission, True, note, by)
+
+
+@review_app.command("reject")
+def reject(
+    submission: Annotated[int, typer.Argument(help="Submission number (sender's history).")],
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Reject a form by hand (with a note saying why)."""
+    _decide(submission, False, note, by)
+
+
+@review_app.command("received")
+def received(
+    sender: Annotated[str, typer.Argument(help="Sender id, e.g. TH-50.")],
+    channel: Annotated[
+        str, typer.Option("--channel", "-c", help="paper, hand, fax or other.")
+    ] = "paper",
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="When it arrived (ISO 8601 with offset); default now."),
+    ] = None,
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Record that a sender's data came by another channel (paper, hand delivery)."""
+    from intake import cli
+    from intake.review import mark_received
+
+    when = _instant(at) if at else None
+    settings = cli._settings()
+    _act(
+        mark_received, sender, channel, _actor(by), note,
+        deadline=settings.deadline, campaign=settings.campaign, received_at=when,
+    )  # fmt: skip
+
+
+@review_app.command("resend")
+def resend(
+    outbox: Annotated[int, typer.Argument(help="Reply number (from `intake review`).")],
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Put a held or failed reply back in the queue (it may reach the recipient twice)."""
+    from intake.review import resend_reply
+
+    _act(resend_reply, outbox, _actor(by), note)
+
+
+@review_app.command("cancel")
+def cancel(
+    outbox: Annotated[int, typer.Argument(help="Reply number (from `intake review`).")],
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Cancel a queued, held or failed reply: it will never be sent."""
+    from intake.review import cancel_reply
+
+    _act(cancel_reply, outbox, _actor(by), note)
+
+
+@review_app.command("extend")
+def extend(
+    sender: Annotated[str, typer.Argument(help="Sender id, e.g. TH-50.")],
+    deadline: Annotated[str, typer.Argument(help="New deadline, e.g. 2024-01-25T23:59:59+07:00.")],
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Give one sender a later deadline."""
+    from intake.review import extend_deadline
+
+    _act(extend_deadline, sender, _instant(deadline), _actor(by), note)
+
+
+@review_app.command("resolve")
+def resolve(
+    item: Annotated[int, typer.Argument(help="Review item number (from `intake review`).")],
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Close a review item (dealt with elsewhere, or nothing to do), with the reason."""
+    from intake.review import resolve_item
+
+    _act(resolve_item, item, _actor(by), note)
