@@ -108,6 +108,8 @@ def store_form(
         queue_reply(ctx, "correction", None, form.problems, form.result.filename, None)
         return
     file_sha = _attachment_sha(session, attachment_ids.get(form.attachment_index))
+    if ctx.hold:  # a roster address failed DMARC: not accepted until a person decides
+        form.problems.append(_unverified_sender(ctx, form.result.filename))
     errors = [p for p in form.problems if p.severity == "error"]
     status = SubmissionStatus.INVALID if errors else SubmissionStatus.VALID
     earlier = queries.submission_with_file(session, form.sender_id, file_sha) if file_sha else None
@@ -204,9 +206,15 @@ def _submission(
 
 
 def _receipt(ctx: Decision) -> str:
-    """A readable running number per campaign and B.E. year: `2567-0001`."""
-    year = be_year(ctx.received_at)
-    number = queries.next_counter(ctx.session, f"receipt:{ctx.svc.settings.campaign}:{year}")
+    return new_receipt(ctx.session, ctx.received_at, ctx.svc.settings.campaign)
+
+
+def new_receipt(session: Session, received_at: datetime, campaign: str) -> str:
+    """A readable running number per campaign and B.E. year of receipt: `2567-0001`.
+
+    The pipeline and the coordinator's hand decisions draw from the same counter."""
+    year = be_year(as_utc(received_at))
+    number = queries.next_counter(session, f"receipt:{campaign}:{year}")
     return f"{year}-{number:04d}"
 
 
@@ -365,6 +373,18 @@ def handle_no_form(
 def _looks_like_form_file(result: FormResult) -> bool:
     name = result.filename.lower()
     return name.endswith((".xlsx", ".xlsm", ".xls", ".ods", ".docx", ".doc", ".zip"))
+
+
+def _unverified_sender(ctx: Decision, filename: str | None) -> Problem:
+    return Problem(
+        severity="error",
+        code="sender_unverified",
+        message_th=(
+            f"ระบบไม่สามารถยืนยันได้ว่าอีเมลฉบับนี้ส่งมาจาก {ctx.parsed.from_address} จริง "
+            "(ผลตรวจสอบ DMARC ไม่ผ่าน) เจ้าหน้าที่ผู้ประสานงานจะตรวจสอบและแจ้งผลให้ทราบ"
+        ),
+        filename=filename,
+    )
 
 
 def hold_if_spoofed(ctx: Decision, verdict: Verdict | None) -> None:

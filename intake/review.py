@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from intake.clock import as_utc
 from intake.errors import IntakeError
+from intake.record import new_receipt
 from intake.settings import os_user
-from intake.thai import be_year
 from storage import queries
 from storage import review_queries as rq
 from storage.models import (
@@ -200,7 +200,7 @@ def decide_submission(
     submission.status = SubmissionStatus.VALID if accept else SubmissionStatus.INVALID
     submission.accepted_by, submission.note = actor, note.strip()
     if accept and submission.receipt is None:
-        submission.receipt = _receipt(session, submission.received_at, campaign)
+        submission.receipt = new_receipt(session, submission.received_at, campaign)
     queries.audit(
         session, actor, "accept_submission" if accept else "reject_submission",
         f"submission:{submission.id}",
@@ -211,13 +211,6 @@ def decide_submission(
         f"{verb}แบบฟอร์มฉบับที่ {submission.version} ของ {submission.sender_id} แล้ว",
         submission.sender_id,
     )
-
-
-def _receipt(session: Session, received_at: datetime, campaign: str) -> str:
-    """The same running number the pipeline gives (`2567-0001`), from the same counter."""
-    year = be_year(as_utc(received_at))
-    number = queries.next_counter(session, f"receipt:{campaign}:{year}")
-    return f"{year}-{number:04d}"
 
 
 def mark_received(
@@ -246,7 +239,7 @@ def mark_received(
         status=SubmissionStatus.VALID,
         received_at=when,
         late=when > as_utc(own_deadline),
-        receipt=_receipt(session, when, campaign),
+        receipt=new_receipt(session, when, campaign),
         accepted_by=actor,
         note=note.strip() or None,
     )

@@ -126,7 +126,7 @@ def harness(tmp_path, database_url, imap_user, smtp_server):
     h.close()
 
 
-def test_a_roster_address_failing_dmarc_is_stored_but_not_acknowledged(harness):
+def test_a_roster_address_failing_dmarc_is_stored_but_not_accepted_nor_answered(harness):
     h = harness
     # the first form teaches the roster this address (no Authentication-Results: unknown, not held)
     h.user.append(province_mail(1, "saraban@chiangmai.go.th", "เชียงใหม่",
@@ -136,9 +136,15 @@ def test_a_roster_address_failing_dmarc_is_stored_but_not_acknowledged(harness):
     h.user.append(_spoofed(2, "saraban@chiangmai.go.th", GMAIL_FAIL, "ลำพูน"), ON_TIME)
     h.poll()
     assert len(h.smtp.messages) == 1  # nothing went to the claimed address
-    assert h.rows("select count(*) from submission where sender_id = 'TH-51'") == [(1,)]
+    # stored, but not accepted: it needs the coordinator (failure mode 55)
+    assert h.rows("select status, receipt from submission where sender_id = 'TH-51'") == [
+        ("invalid", None)
+    ]
+    assert h.rows("select code from problem where code = 'sender_unverified'") == [
+        ("sender_unverified",)
+    ]
     states = h.rows("select kind, state, last_error from outbox order by id")
-    assert [s[:2] for s in states] == [("acknowledgement", "sent"), ("acknowledgement", "held")]
+    assert [s[:2] for s in states] == [("acknowledgement", "sent"), ("correction", "held")]
     assert "dmarc=fail" in states[1][2]
     assert h.review_reasons() == ["dmarc_fail"]
     [(detail, message_id)] = h.rows("select detail, message_id from review_item")
