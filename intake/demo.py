@@ -224,20 +224,13 @@ def _show_files(console: Console, svc: Services, data_dir: Path) -> None:
 
 
 def _write_workbook(svc: Services, path: Path) -> bool:
-    """`intake.export.write_consolidated` when that module exists (issue 3), else False."""
-    from intake.schedule import NotCallable, call_by_names, optional
+    """The committee's consolidated workbook, as `intake export` writes it."""
+    from intake.export import write_consolidated
 
-    write = optional("intake.export", "write_consolidated")
-    if write is None:
-        return False
-    try:
-        with session_scope(svc.factory) as session:
-            call_by_names(
-                write, session=session, spec=svc.spec, target=path, path=path, output=path,
-                deadline=svc.settings.deadline, now=svc.clock.now(), svc=svc,
-            )  # fmt: skip
-    except NotCallable:
-        return False
+    with session_scope(svc.factory) as session:
+        write_consolidated(
+            session, svc.spec, path, deadline=svc.settings.deadline, now=svc.clock.now()
+        )
     return path.exists()
 
 

@@ -16,8 +16,6 @@ default of one second silently drops a run that starts a little late).
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -68,7 +66,7 @@ def build_scheduler(jobs: Jobs, settings: Settings) -> BackgroundScheduler:
     health_every = max(1.0, min(60.0, w.alert_after / 4))
     add(jobs.health_job, "health", IntervalTrigger(seconds=health_every, timezone=tz),
         misfire=max(1, int(health_every)), first=now + timedelta(seconds=health_every))  # fmt: skip
-    if reminders_hook() is not None:
+    if settings.reminders.enabled:
         add(jobs.reminders_job, "reminders",
             IntervalTrigger(seconds=w.reminders_interval, timezone=tz),
             first=now + timedelta(seconds=min(30.0, w.reminders_interval)))  # fmt: skip
@@ -87,59 +85,3 @@ def parse_time(text: str) -> tuple[int, int]:
     if not (0 <= hour < 24 and 0 <= minute < 60):
         raise ConfigError(f"worker.summary_time must be HH:MM, not {text!r}")
     return hour, minute
-
-
-# --- optional parts, found at run time --------------------------------------------------------
-
-
-def reminders_hook() -> Callable[..., Any] | None:
-    """`intake.reminders.queue_due_reminders` when that module exists, else None."""
-    return optional("intake.reminders", "queue_due_reminders")
-
-
-def optional(module_name: str, attribute: str) -> Callable[..., Any] | None:
-    """A function from a module that may not exist (yet); None when absent."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-    found = getattr(module, attribute, None)
-    return found if callable(found) else None
-
-
-class NotCallable(Exception):
-    """A function wants an argument we cannot supply."""
-
-
-def call_by_names(func: Callable[..., Any], **available: Any) -> Any:
-    """Call `func` with the arguments its parameters name, from `available`.
-
-    The reminders and export functions belong to other modules and may take (svc), (svc, now) or
-    (session, path, ...); this adapter keeps the worker and the demo working with any of them.
-    """
-    kwargs: dict[str, Any] = {}
-    for name, param in inspect.signature(func).parameters.items():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        if name in available:
-            kwargs[name] = available[name]
-        elif param.default is param.empty:
-            raise NotCallable(f"{func.__module__}.{func.__qualname__} needs {name!r}")
-    return func(**kwargs)
-
-
-def run_reminders(svc: Any) -> Any:
-    """Queue the reminders that are due (issue 4's module), if it exists; returns its result."""
-    hook = reminders_hook()
-    if hook is None:
-        return None
-    now = svc.clock.now()
-    try:
-        return call_by_names(
-            hook, svc=svc, services=svc, now=now, settings=svc.settings, factory=svc.factory,
-            dry_run=False,
-        )  # fmt: skip
-    except NotCallable:
-        return hook(svc)  # one positional parameter under another name: the services

@@ -38,7 +38,8 @@ from intake.idle import IdleWatcher
 from intake.lease import LEASE_NAME, Lease, real_now
 from intake.logs import event
 from intake.pipeline import Services
-from intake.schedule import build_scheduler, run_reminders
+from intake.reminders import queue_due_reminders
+from intake.schedule import build_scheduler
 from storage import queries
 from storage.session import session_scope
 
@@ -289,7 +290,7 @@ class Worker:
     def _reminders(self) -> None:
         from intake.notices import send_queued
 
-        result = run_reminders(self.svc)
+        result = queue_due_reminders(self.svc)
         event(log, "reminders.checked", result=repr(result)[:200] if result is not None else None)
         send_queued(self.svc.factory, self.settings, self.svc.clock.now())
 

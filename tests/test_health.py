@@ -158,7 +158,7 @@ def test_the_daily_summary_goes_to_the_coordinator_once_a_day(
 
 
 def test_every_job_coalesces_runs_alone_and_has_an_explicit_misfire_grace():
-    from intake.schedule import SUMMARY_MISFIRE, build_scheduler, reminders_hook
+    from intake.schedule import SUMMARY_MISFIRE, build_scheduler
 
     class Jobs:
         def poll_job(self) -> None: ...
@@ -172,10 +172,7 @@ def test_every_job_coalesces_runs_alone_and_has_an_explicit_misfire_grace():
     )
     scheduler = build_scheduler(Jobs(), settings)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    expected = {"poll", "heartbeat", "health", "summary"} | (
-        {"reminders"} if reminders_hook() is not None else set()
-    )
-    assert set(jobs) == expected
+    assert set(jobs) == {"poll", "heartbeat", "health", "reminders", "summary"}
     for job in jobs.values():
         assert job.coalesce is True and job.max_instances == 1
         assert job.misfire_grace_time and job.misfire_grace_time >= 1
@@ -184,16 +181,3 @@ def test_every_job_coalesces_runs_alone_and_has_an_explicit_misfire_grace():
     assert str(jobs["summary"].trigger.fields[5]) == "7"  # hour, Bangkok
     no_coordinator = build_scheduler(Jobs(), load_settings("none.toml"))
     assert "summary" not in {job.id for job in no_coordinator.get_jobs()}
-
-
-def test_the_reminders_adapter_calls_whatever_the_module_offers():
-    from intake.schedule import NotCallable, call_by_names, optional
-
-    assert optional("intake.no_such_module", "f") is None
-    assert optional("intake.schedule", "no_such_function") is None
-    assert call_by_names(lambda svc, now=None: (svc, now), svc=1, now=2, extra=3) == (1, 2)
-    assert call_by_names(lambda session, target: (session, target), session="s", target="t") == (
-        "s", "t",
-    )  # fmt: skip
-    with pytest.raises(NotCallable):
-        call_by_names(lambda unknown: None, svc=1)
