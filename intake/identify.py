@@ -76,13 +76,17 @@ class Identifier:
         for entry in roster.entries:
             for address in entry.addresses:
                 self._by_address.setdefault(address.lower(), set()).add(entry.id)
-        for sender_id, addresses in (learned or {}).items():
-            for address in addresses:
-                self._by_address.setdefault(address.lower(), set()).add(sender_id)
+        self.learn(learned or {})
         # for scanning free text: longest names first, so "ภาคเหนือตอนบน1" is not read as less
         self._scan_keys = sorted(
             (k for k in self._by_name if len(k) >= 3), key=len, reverse=True
         )
+
+    def learn(self, learned: dict[str, set[str]]) -> None:
+        """Add addresses learned since this index was built (in place: copies share it)."""
+        for sender_id, addresses in learned.items():
+            for address in addresses:
+                self._by_address.setdefault(address.lower(), set()).add(sender_id)
 
     def by_form_name(self, name: str | None, kind_label: str | None = None) -> Match:
         """The form header's name; `kind_label` (กลุ่มจังหวัด / จังหวัด) narrows a clash."""

@@ -399,9 +399,10 @@ def process_pending(svc: Services, report: CycleReport, progress: Progress | Non
             key = outcome.outcome.value if outcome.outcome else "unknown"
             report.outcomes[key] = report.outcomes.get(key, 0) + 1
             if outcome.submissions:
-                # a new valid form teaches us the sender's address for the next message
+                # a new valid form teaches us the sender's address for the next message; only
+                # that sender's addresses are read (re-reading them all was O(n) per message)
                 with session_scope(svc.factory) as session:
-                    identifier = Identifier(svc.roster, queries.addresses_by_sender(session))
+                    identifier.learn(queries.addresses_of_submitters(session, outcome.submissions))
         elif outcome.error:
             report.failed += 1
         if progress:

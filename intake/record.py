@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from intake import message as mail
@@ -234,24 +234,33 @@ def _plain(row: dict[str, Any], skip: Iterable[str]) -> dict[str, Any]:
 
 
 def _store_rows(session: Session, submission_id: int, data: FormData) -> None:
-    """Form rows into queryable tables; columns the code does not know go to `extra`."""
+    """Form rows into queryable tables; columns the code does not know go to `extra`.
+
+    One executemany INSERT per table: a form of 450 rows as ORM objects cost more than reading it.
+    """
+    batches: dict[Any, list[dict[str, Any]]] = {}
     for part, rows in data.parts.items():
         for row_no, row in enumerate(rows, start=1):
-            session.add(_row_model(part, submission_id, row_no, row))
+            model, values = _row_values(part, submission_id, row_no, row)
+            batches.setdefault(model, []).append(values)
+    for model, values_list in batches.items():
+        session.execute(insert(model), values_list)
 
 
-def _row_model(part: str, submission_id: int, row_no: int, row: dict[str, Any]) -> Any:
+def _row_values(
+    part: str, submission_id: int, row_no: int, row: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
     base = {"submission_id": submission_id, "row_no": row_no}
     if part in _ROW_TABLES:
         model, columns = _ROW_TABLES[part]
         values = {key: convert(row.get(key)) for key, convert in columns.items()}
-        return model(**base, **values, extra=_plain(row, columns))
+        return model, {**base, **values, "extra": _plain(row, columns)}
     text = row.get("text")
     if text is None:
         text = " | ".join(
             str(v) for k, v in row.items() if v not in (None, "") and not k.startswith("_")
         )
-    return FormText(**base, part=part, text=str(text))
+    return FormText, {**base, "part": part, "text": str(text)}
 
 
 def _int(value: Any) -> int | None:

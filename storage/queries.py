@@ -48,20 +48,50 @@ from storage.models import (
 def sync_senders(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     """Make the sender table match the roster files; configured addresses are added, never lost.
 
-    Upserts, so two workers starting at once cannot trip over each other.
+    Upserts, so two workers starting at once cannot trip over each other. Every command starts
+    with this, so only rows that differ from the table are written (one SELECT of each table
+    otherwise: 2.3 s -> ~0.1 s for a roster of 10,000).
     """
+    columns = [c.name for c in Sender.__table__.columns if c.name != "id"]
+    current = {
+        row[0]: tuple(row[1:])
+        for row in session.execute(select(Sender.id, *(getattr(Sender, c) for c in columns)))
+    }
+    known = {
+        (sender_id, address)
+        for sender_id, address in session.execute(
+            select(SenderAddress.sender_id, SenderAddress.address)
+        )
+    }
     for row in rows:
         row = dict(row)
-        addresses = row.pop("addresses", ())
-        changes = {k: v for k, v in row.items() if k != "id"}
-        session.execute(
-            _insert(session, Sender)
-            .values(**row)
-            .on_conflict_do_update(index_elements=["id"], set_=changes)
-        )
-        for address in addresses:
+        addresses = [
+            a for a in row.pop("addresses", ()) if (row["id"], a.strip().lower()) not in known
+        ]
+        was = current.get(row["id"])
+        if was is None or was != tuple(
+            _same_type(row.get(c, _ABSENT), old) for c, old in zip(columns, was, strict=True)
+        ):
+            changes = {k: v for k, v in row.items() if k != "id"}
+            session.execute(
+                _insert(session, Sender)
+                .values(**row)
+                .on_conflict_do_update(index_elements=["id"], set_=changes)
+            )
+        for address in addresses:  # after the sender row: the address refers to it
             add_sender_address(session, row["id"], address, "config")
     session.flush()
+
+
+_ABSENT = object()
+
+
+def _same_type(value: Any, was: Any) -> Any:
+    """A roster value as the table would hold it, for comparison (a column the roster does not
+    set keeps its stored value; tuples are lists in JSON)."""
+    if value is _ABSENT:
+        return was
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _insert(session: Session, model: Any) -> Any:
@@ -87,6 +117,19 @@ def addresses_by_sender(session: Session) -> dict[str, set[str]]:
     result: dict[str, set[str]] = {}
     for sender_id, address in session.execute(
         select(SenderAddress.sender_id, SenderAddress.address)
+    ):
+        result.setdefault(sender_id, set()).add(address)
+    return result
+
+
+def addresses_of_submitters(session: Session, submission_ids: list[int]) -> dict[str, set[str]]:
+    """The addresses of the senders of these submissions: what one message can have taught."""
+    result: dict[str, set[str]] = {}
+    senders = select(Submission.sender_id).where(Submission.id.in_(submission_ids))
+    for sender_id, address in session.execute(
+        select(SenderAddress.sender_id, SenderAddress.address).where(
+            SenderAddress.sender_id.in_(senders)
+        )
     ):
         result.setdefault(sender_id, set()).add(address)
     return result
@@ -386,7 +429,14 @@ def sender_status_rows(session: Session) -> list[SenderStatusRow]:
     first = Submission.__table__.alias("first")
     stmt = (
         select(
-            Sender,
+            Sender.id,  # columns, not the entity: 10,000 ORM objects cost more than the query
+            Sender.kind,
+            Sender.name_th,
+            Sender.name_en,
+            Sender.region_th,
+            Sender.cluster_id,
+            Sender.sort_key,
+            Sender.deadline_override,
             agg.c.versions,
             agg.c.valid_versions,
             agg.c.last_received_at,
@@ -406,23 +456,26 @@ def sender_status_rows(session: Session) -> list[SenderStatusRow]:
         .where(Sender.expected.is_(True))
     )
     out = []
-    for sender, versions, valid, last_at, receipt, first_at, first_late in session.execute(stmt):
+    for (
+        sender_id, kind, name_th, name_en, region_th, cluster_id, sort_key, deadline_override,
+        versions, valid, last_at, receipt, first_at, first_late,
+    ) in session.execute(stmt):  # fmt: skip
         out.append(
             SenderStatusRow(
-                id=sender.id,
-                kind=sender.kind,
-                name_th=sender.name_th,
-                name_en=sender.name_en,
-                region_th=sender.region_th,
-                cluster_id=sender.cluster_id,
-                sort_key=sender.sort_key,
+                id=sender_id,
+                kind=kind,
+                name_th=name_th,
+                name_en=name_en,
+                region_th=region_th,
+                cluster_id=cluster_id,
+                sort_key=sort_key,
                 versions=versions or 0,
                 valid_versions=valid or 0,
                 last_received_at=last_at,
                 first_valid_at=first_at,
                 first_valid_late=first_late,
                 receipt=receipt,
-                deadline_override=sender.deadline_override,
+                deadline_override=deadline_override,
             )
         )
     return out

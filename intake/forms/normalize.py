@@ -19,6 +19,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 Outcome = tuple[Any, str | None]
@@ -53,11 +54,20 @@ def clean_text(value: Any) -> str | None:
     """
     if value is None:
         return None
+    if type(value) is str:
+        return _clean_str(value)
     if isinstance(value, bool):
         value = "TRUE" if value else "FALSE"
     elif isinstance(value, float | int | Decimal):
         value = number_text(value)
-    text = unicodedata.normalize("NFC", str(value)).translate(_INVISIBLE)
+    return _clean_str(str(value))
+
+
+@lru_cache(maxsize=8192)
+def _clean_str(value: str) -> str | None:
+    """clean_text of a string, cached: a form's cells are cleaned by the label scan, the parser
+    and the validator in turn, and labels repeat in every form (only `str` keys: 1 == True)."""
+    text = unicodedata.normalize("NFC", value).translate(_INVISIBLE)
     text = text.replace("\u0e4d\u0e32", "\u0e33").replace("เเ", "แ")
     lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r", "\n").split("\n")]
     text = "\n".join(line for line in lines if line)
@@ -80,6 +90,18 @@ def normalize_label(text: Any) -> str:
     altogether; numbering ("๔.", "4)", "ข้อ 4"), trailing colons, stars and dotted leaders are
     dropped; case is folded for English variants.
     """
+    if type(text) is str:
+        return _label_key(text)
+    return _label_key_uncached(text)
+
+
+@lru_cache(maxsize=8192)
+def _label_key(text: str) -> str:
+    """Cached: every text cell of every sheet is keyed while looking for labels."""
+    return _label_key_uncached(text)
+
+
+def _label_key_uncached(text: Any) -> str:
     cleaned = clean_text(text)
     if cleaned is None:
         return ""

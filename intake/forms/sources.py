@@ -15,6 +15,7 @@ mode (with defusedxml/lxml without entity resolution) and rows/columns are count
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 _XML_SUFFIXES = (".xml", ".rels", ".vml")
 _DTD_MARKERS = (b"<!doctype", b"<!entity")
 _PREFIX_BYTES = 64 * 1024
+_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")
 
 # What to say for files that are not a form in a readable format.
 _KIND_CODES = {
@@ -251,7 +253,7 @@ def _mark_uncalculated(data: bytes, grids: list[Grid], limits: Limits) -> None:
     openpyxl gives either cached values or formulas, never both, hence two streaming passes;
     only sheets that look like forms get the second one.
     """
-    if not grids:
+    if not grids or not _has_formulas(data):
         return
     wb = load_workbook(
         BytesIO(data), read_only=True, data_only=False, keep_vba=False, keep_links=False
@@ -269,6 +271,18 @@ def _mark_uncalculated(data: bytes, grids: list[Grid], limits: Limits) -> None:
                         grid.put(r, c, Uncalculated(formula))
     finally:
         wb.close()
+
+
+def _has_formulas(data: bytes) -> bool:
+    """Whether any XML part holds a formula element (`<f>`, any prefix): most forms hold none,
+    and then the second full parse of every sheet (a third of the reading time) is skipped.
+    The members were size-checked by `_check_zip`; decompressing them is cheap next to parsing."""
+    with zipfile.ZipFile(BytesIO(data)) as zf:
+        for info in zf.infolist():
+            # every XML part, not just xl/worksheets/: a workbook may put its sheets anywhere
+            if info.filename.lower().endswith(".xml") and _FORMULA_TAG.search(zf.read(info)):
+                return True
+    return False
 
 
 def _formula_text(value: Any) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,16 @@ class Part:
         return key in self.label_keys
 
     def column(self, key: str) -> Field:
-        return next(c for c in self.columns if c.key == key)
+        """The column `key`; StopIteration when there is none (as callers expect)."""
+        found = self._columns_by_key.get(key)
+        if found is None:
+            raise StopIteration(key)
+        return found
+
+    @cached_property
+    def _columns_by_key(self) -> dict[str, Field]:
+        # looked up for every cell of every table row: a scan of the columns each time showed
+        return {c.key: c for c in self.columns}
 
 
 @dataclass(frozen=True)
