@@ -18,6 +18,7 @@ Values stay raw here (cleaned text, numbers as read); `validate.check` normalise
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,25 @@ class Labels:
         return candidates[0] if candidates else None
 
 
+class RowCells(Mapping[str, Where]):
+    """Where each value of one table row sits, as a mapping made lazily: a form has thousands
+    of cells and a location is wanted only for the few with a problem."""
+
+    __slots__ = ("grid", "row", "places")
+
+    def __init__(self, grid: Grid, row: int, places: dict[str, int]) -> None:
+        self.grid, self.row, self.places = grid, row, places
+
+    def __getitem__(self, key: str) -> Where:
+        return self.grid.where(self.row, self.places[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.places)
+
+    def __len__(self) -> int:
+        return len(self.places)
+
+
 def parse_grid(grid: Grid, spec: FormSpec, labels: Labels | None = None) -> SheetRead:
     labels = labels or Labels(grid, spec)
     sheet = SheetRead(grid, labels=labels.count)
@@ -165,7 +185,8 @@ def _read_part(
 def _read_text(sheet: SheetRead, part: Part, heading: Pos, end: int, max_blank: int | None) -> None:
     """Free text or a list: each non-blank row is one item (text right of the heading too)."""
     grid = sheet.grid
-    rows, where = [], []
+    rows: list[dict[str, Any]] = []
+    where: list[Mapping[str, Where]] = []
     head_r, head_c = heading
     for r in _data_rows(grid, head_r, end, max_blank, first_col=0):
         start = head_c + 1 if r == head_r else 0
@@ -221,22 +242,34 @@ def _read_table(
         labels, part, first, min(end, first + spec.detect.column_header_lookahead)
     )
     sheet.where.columns[part.key] = {key: grid.where(header_r, c) for c, key in columns.items()}
-    rows, where = [], []
+    rows: list[dict[str, Any]] = []
+    where: list[Mapping[str, Where]] = []
     start = header_r + 1 if columns else first
     col_min = min(columns, default=0)
+    # per column once, not per cell: (sheet column, key, label); the data columns that make a
+    # row count (a row holding only its sequence number is an empty pre-numbered line)
+    keyed = [(c, key, part.column(key).label) for c, key in columns.items()]
+    data_cols = [c for c, key in columns.items() if key != "seq"]
+    empty: dict[str, Any] = {c.key: None for c in part.columns}
+    places = {key: c for c, key in columns.items()}
     for r in _data_rows(grid, start, end, max_blank, first_col=col_min):
-        if not any(_filled(grid.get(r, c)) for c, key in columns.items() if key != "seq"):
+        cells_of_row = grid.rows[r]
+        width = len(cells_of_row)
+        if not any(c < width and _filled(cells_of_row[c]) for c in data_cols):
             continue
         if _is_total_row(grid, r, spec):
             continue
-        row = {c.key: None for c in part.columns}
-        cells = {}
-        for c, key in columns.items():
-            column = part.column(key)
-            row[key] = _take(sheet, (r, c), part.key, column.label)
-            cells[key] = grid.where(r, c)
+        row = dict(empty)
+        for c, key, label in keyed:
+            value = cells_of_row[c] if c < width else None
+            if isinstance(value, str):
+                value = clean_text(value)
+            elif isinstance(value, Uncalculated):
+                sheet.formulas.append((grid.where(r, c), part.key, label))
+                value = None
+            row[key] = value
         rows.append(row)
-        where.append(cells)
+        where.append(RowCells(grid, r, places))
     sheet.parts[part.key] = rows
     sheet.where.rows[part.key] = where
 

@@ -1,7 +1,8 @@
 """Turn one attachment into grids of cell values, one per sheet, within hard limits.
 
-Each format has its own small reader (xlsx/xlsm with openpyxl, xls with xlrd, docx with
-python-docx); they all produce `Grid`s so one parser (`reader.py`) reads every format the same
+Each format has its own small reader (xlsx/xlsm in one pass over the sheet XML, `xlsx.py`,
+with openpyxl as the reference and the fallback; xls with xlrd; docx with python-docx); they
+all produce `Grid`s so one parser (`reader.py`) reads every format the same
 way. Anything that cannot or must not be read raises `SourceProblem` with a message code from
 the form description; nothing else escapes `open_source`.
 
@@ -9,12 +10,13 @@ Safety: an .xlsx/.docx is a zip. Its central directory is checked first (member 
 uncompressed size, the size of each XML part parsed whole, zip encryption) and the start of
 every XML member is checked for a DTD (entity bombs) before any XML parser sees it; Python's
 zipfile never inflates a member past its declared size, so the size checks bound what is
-decompressed and parsed. openpyxl then streams sheets in read-only
-mode (with defusedxml/lxml without entity resolution) and rows/columns are counted as they come.
+decompressed and parsed. Sheets are then streamed row by row (lxml without entity resolution,
+or openpyxl read-only with defusedxml) and rows/columns are counted as they come.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 from collections.abc import Callable, Iterable
@@ -30,8 +32,11 @@ from docx.text.paragraph import Paragraph
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
+from intake.forms import xlsx
 from intake.forms.model import Where
 from intake.forms.spec import FormSpec, Limits
+
+log = logging.getLogger(__name__)
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -215,6 +220,45 @@ def _collect(rows: Iterable[Iterable[Any]], limits: Limits, name: str) -> list[l
 
 
 def _xlsx_source(data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) -> Source:
+    """One pass over the sheet XML (`xlsx.py`); openpyxl for what that reader does not handle."""
+    try:
+        return _xlsx_direct(data, spec, wanted)
+    except xlsx.Unsupported as exc:
+        log.info("xlsx.openpyxl_fallback reason=%s", exc)
+        return _xlsx_openpyxl(data, spec, wanted)
+
+
+def _xlsx_direct(data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) -> Source:
+    limits = spec.limits
+    grids, version = [], None
+    with zipfile.ZipFile(BytesIO(data)) as zf:
+        try:
+            sheets = xlsx.sheet_names(zf)
+            if len(sheets) > limits.max_sheets:
+                raise SourceProblem("too_large", f"มี {len(sheets)} แผ่นงาน")
+            for sheet in xlsx.read_sheets(zf, sheets, limits.max_rows, limits.max_columns):
+                if sheet.name == spec.template.marker_sheet:
+                    version = _marker_version(sheet.rows[0] if sheet.rows else [], spec)
+                    continue
+                grid = Grid(sheet.name, sheet.rows)
+                if sheet.uncalculated and wanted(grid):
+                    for row, col, formula in sheet.uncalculated:
+                        grid.put(row, col, Uncalculated(formula))
+                grids.append(grid)
+        except xlsx.TooLarge as exc:
+            raise SourceProblem("too_large", exc.detail) from exc
+        except xlsx.UnsafeXml as exc:
+            raise SourceProblem("unsafe_file", str(exc)) from exc
+        except xlsx.etree.XMLSyntaxError as exc:
+            text = str(exc).lower()
+            if "entit" in text or "amplification" in text:  # libxml2 stopped an entity bomb
+                raise SourceProblem("unsafe_file", "") from exc
+            raise
+    return Source(grids, version)
+
+
+def _xlsx_openpyxl(data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) -> Source:
+    """The reference reader: openpyxl read-only, then a formula pass for uncalculated cells."""
     wb = load_workbook(
         BytesIO(data), read_only=True, data_only=True, keep_vba=False, keep_links=False
     )
@@ -242,6 +286,10 @@ def _template_version(wb: Any, spec: FormSpec) -> str | None:
     ws = wb[spec.template.marker_sheet]
     ws.reset_dimensions()
     first: tuple[Any, ...] = next(ws.iter_rows(min_row=1, max_row=1, values_only=True), ())
+    return _marker_version(list(first), spec)
+
+
+def _marker_version(first: list[Any], spec: FormSpec) -> str | None:
     if len(first) >= 2 and first[0] == spec.template.marker and first[1] is not None:
         return str(first[1])
     return None

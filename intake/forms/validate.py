@@ -13,6 +13,7 @@ pipeline's job.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,18 +109,17 @@ class _Checker:
         return missing
 
     def row(
-        self, part: Part, row: dict[str, Any], where: dict[str, Where], missing: set[str]
+        self, part: Part, row: dict[str, Any], where: Mapping[str, Where], missing: set[str]
     ) -> dict[str, Any]:
         if part.kind != "table":
             text, _ = norm.normalize_text(row.get("text"), self.spec.limits.max_text_chars)
             return {**row, "text": text}
         out = dict(row)
-        fallback = next(iter(where.values()), _NOWHERE)
         for column in part.columns:
             if column.key in missing:
                 out[column.key] = row.get(column.key)
                 continue
-            cell = where.get(column.key) or _row_only(fallback)
+            cell = _Spot(where, column.key)  # resolved only if a problem needs it
             out[column.key] = self.value(column, row.get(column.key), part.key, cell)
         return out
 
@@ -127,7 +127,7 @@ class _Checker:
         self,
         part: Part,
         rows: list[dict[str, Any]],
-        row_where: list[dict[str, Where]],
+        row_where: list[Mapping[str, Where]],
         heading: Where,
     ) -> None:
         count = sum(len(re.sub(r"\s", "", row.get("text") or "")) for row in rows)
@@ -138,7 +138,7 @@ class _Checker:
             )
 
     # -- one value ------------------------------------------------------------------------
-    def value(self, spec_field: Field, raw: Any, part: str, where: Where) -> Any:
+    def value(self, spec_field: Field, raw: Any, part: str, where: Where | _Spot) -> Any:
         if raw is None or (isinstance(raw, str) and norm.clean_text(raw) is None):
             if spec_field.required:
                 self.report("missing_field", part, where, spec_field.label)
@@ -194,9 +194,16 @@ class _Checker:
         return " หรือ ".join(names)
 
     def report(
-        self, code: str, part_key: str, where: Where, column: str | None = None, **values: Any
+        self,
+        code: str,
+        part_key: str,
+        where: Where | _Spot,
+        column: str | None = None,
+        **values: Any,
     ) -> None:
         message = self.spec.render(code, label=column or "", filename=self.filename or "", **values)
+        if isinstance(where, _Spot):
+            where = where.resolve()
         self.problems.append(
             Problem(
                 severity="warning" if message.severity == "warning" else "error",
@@ -211,6 +218,22 @@ class _Checker:
                 table=where.table,
             )
         )
+
+
+class _Spot:
+    """A table cell's location, made into a `Where` only when a problem is reported there:
+    most cells are fine, and a form has thousands."""
+
+    __slots__ = ("cells", "key")
+
+    def __init__(self, cells: Mapping[str, Where], key: str) -> None:
+        self.cells, self.key = cells, key
+
+    def resolve(self) -> Where:
+        found = self.cells.get(self.key)
+        if found is not None:
+            return found
+        return _row_only(next(iter(self.cells.values()), _NOWHERE))
 
 
 def _row_only(where: Where) -> Where:

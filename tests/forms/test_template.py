@@ -143,6 +143,26 @@ def test_libreoffice_round_trip(libreoffice_copies: dict[str, bytes]) -> None:
     assert result.template_version == default_spec().version  # the hidden marker survives
 
 
+def test_libreoffice_files_read_the_same_by_both_readers(
+    libreoffice_copies: dict[str, bytes],
+) -> None:
+    """LibreOffice writes shared strings and styles as office suites do (openpyxl writes inline
+    strings): the one-pass reader must still give openpyxl's values, cell for cell."""
+    from intake.forms import sources
+
+    spec = default_spec()
+    for data in libreoffice_copies.values():
+        direct = sources._xlsx_direct(data, spec, lambda g: True)
+        reference = sources._xlsx_openpyxl(data, spec, lambda g: True)
+        assert [(g.name, g.rows) for g in direct.grids] == [
+            (g.name, g.rows) for g in reference.grids
+        ]
+        assert [[type(v) for v in row] for g in direct.grids for row in g.rows] == [
+            [type(v) for v in row] for g in reference.grids for row in g.rows
+        ]
+        assert direct.template_version == reference.template_version == spec.version
+
+
 def test_blank_template_opens_cleanly_in_libreoffice(libreoffice_copies: dict[str, bytes]) -> None:
     spec = default_spec()
     data = libreoffice_copies["blank"]

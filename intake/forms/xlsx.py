@@ -1,0 +1,369 @@
+"""Read the sheets of an .xlsx/.xlsm straight from their XML, in one streaming pass.
+
+Why not openpyxl for this: openpyxl builds an object per shared string and per cell and
+needs a second full pass to see which formulas were saved without a result. For a filled
+form that is ~30 ms, most of intake's time per message. This reader walks each sheet's XML
+once with lxml and gives exactly the values openpyxl's read-only, data-only mode gives
+(`tests/forms/test_xlsx.py` compares the two on every form the tests build and on generated
+workbooks), plus the formulas that have no cached value, from the same pass.
+
+It reads only what a form needs: shared strings, the date styles, the 1900/1904 epoch, sheet
+names and order. Anything it does not understand raises `Unsupported`, and the caller reads
+the file with openpyxl instead; so openpyxl stays the reference reader.
+
+Safety is the caller's as well as ours: `sources._check_zip` has bounded every member and
+refused DTDs; the parser here resolves no entities, loads no DTD and uses no network, and
+sheets are streamed row by row with the row and column limits enforced as rows arrive.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from lxml import etree
+from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
+from openpyxl.utils.datetime import CALENDAR_MAC_1904, WINDOWS_EPOCH, from_excel, from_ISO8601
+
+MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+STRICT = "http://purl.oclc.org/ooxml/spreadsheetml/main"
+DOC_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+CONTENT_TYPES = "http://schemas.openxmlformats.org/package/2006/content-types"
+SHARED_STRINGS_TYPE = (
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+)
+WORKBOOK_TYPES = (
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+    "application/vnd.ms-excel.sheet.macroEnabled.main+xml",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.template.main+xml",
+    "application/vnd.ms-excel.template.macroEnabled.main+xml",
+)
+
+_ROW, _C, _V, _F, _IS = (f"{{{MAIN}}}{t}" for t in ("row", "c", "v", "f", "is"))
+_T, _R, _SI = (f"{{{MAIN}}}{t}" for t in ("t", "r", "si"))
+_DIGITS = "0123456789"
+
+
+class Unsupported(Exception):
+    """Something this reader does not handle; openpyxl reads the file instead."""
+
+
+class UnsafeXml(Exception):
+    """A part declares a DTD (entities): refused, as defusedxml refuses it for openpyxl."""
+
+
+class TooLarge(Exception):
+    """A sheet past the row or column limit; `detail` says which, in Thai."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass
+class SheetValues:
+    """One worksheet: rows of values (trailing blanks dropped) and formulas with no result."""
+
+    name: str
+    rows: list[list[Any]] = field(default_factory=list)
+    uncalculated: list[tuple[int, int, str]] = field(default_factory=list)  # 0-based row, col
+
+
+@dataclass(frozen=True)
+class _Book:
+    strings: list[str]
+    dates: frozenset[int]  # cell style indexes whose number format is a date
+    durations: frozenset[int]  # ... or a duration ([h]:mm)
+    epoch: Any
+
+
+def _parser_options() -> dict[str, Any]:
+    return {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
+
+
+def _parse(zf: zipfile.ZipFile, name: str) -> Any:
+    """One small part (workbook, relationships, styles) parsed whole; `_check_zip` bounded it."""
+    parser = etree.XMLParser(**_parser_options())
+    root = etree.fromstring(zf.read(name), parser)
+    _refuse_dtd(root, name)
+    return root
+
+
+def _refuse_dtd(node: Any, name: str) -> None:
+    """`sources._check_xml_prefix` sees a DTD in the first 64 KB; this sees one anywhere."""
+    if node.getroottree().docinfo.doctype:
+        raise UnsafeXml(name)
+
+
+def sheet_names(zf: zipfile.ZipFile) -> list[tuple[str, str]]:
+    """(name, part path) of every worksheet in workbook order; chart sheets left out."""
+    workbook = _workbook_part(zf)
+    root = _parse(zf, workbook)
+    if root.tag.startswith(f"{{{STRICT}}}"):
+        raise Unsupported("strict Open XML")
+    rels = _relationships(zf, workbook)
+    sheets = []
+    for sheet in root.iter(f"{{{MAIN}}}sheet"):
+        rel_id = sheet.get(f"{{{DOC_REL}}}id")
+        if not rel_id:
+            continue
+        if rel_id not in rels:
+            raise Unsupported(f"sheet {sheet.get('name')!r} has no relationship")
+        kind, target = rels[rel_id]
+        if "chartsheet" in kind or target not in zf.NameToInfo:
+            continue
+        sheets.append((sheet.get("name") or "", target))
+    return sheets
+
+
+def read_sheets(
+    zf: zipfile.ZipFile, sheets: list[tuple[str, str]], max_rows: int, max_columns: int
+) -> Iterator[SheetValues]:
+    """The values of each sheet, one sheet at a time."""
+    book = _book(zf)
+    for name, path in sheets:
+        with zf.open(path) as fh:
+            yield _read_sheet(fh, name, book, max_rows, max_columns)
+
+
+def _workbook_part(zf: zipfile.ZipFile) -> str:
+    if "[Content_Types].xml" in zf.NameToInfo:
+        types = _parse(zf, "[Content_Types].xml")
+        for override in types.iter(f"{{{CONTENT_TYPES}}}Override"):
+            if override.get("ContentType") in WORKBOOK_TYPES:
+                return (override.get("PartName") or "").lstrip("/")
+    return "xl/workbook.xml"
+
+
+def _relationships(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
+    """Relationship id -> (type, target path inside the zip), as openpyxl resolves them."""
+    folder, base = posixpath.split(part)
+    rels_name = posixpath.join(folder, "_rels", f"{base}.rels")
+    if rels_name not in zf.NameToInfo:
+        return {}
+    out = {}
+    for rel in _parse(zf, rels_name).iter(f"{{{PKG_REL}}}Relationship"):
+        target = rel.get("Target") or ""
+        if rel.get("TargetMode") == "External":
+            continue
+        target = (
+            target[1:]
+            if target.startswith("/")
+            else posixpath.normpath(posixpath.join(folder, target))
+        )
+        out[rel.get("Id") or ""] = (rel.get("Type") or "", target)
+    return out
+
+
+def _book(zf: zipfile.ZipFile) -> _Book:
+    workbook = _parse(zf, _workbook_part(zf))
+    props = workbook.find(f"{{{MAIN}}}workbookPr")
+    date1904 = props is not None and props.get("date1904") in ("1", "true")
+    dates, durations = _date_styles(zf)
+    return _Book(
+        _shared_strings(zf), dates, durations, CALENDAR_MAC_1904 if date1904 else WINDOWS_EPOCH
+    )
+
+
+def _shared_strings(zf: zipfile.ZipFile) -> list[str]:
+    """Each string's plain text (runs joined, phonetic guides left out), as openpyxl has it."""
+    path = None
+    if "[Content_Types].xml" in zf.NameToInfo:
+        for override in _parse(zf, "[Content_Types].xml").iter(f"{{{CONTENT_TYPES}}}Override"):
+            if override.get("ContentType") == SHARED_STRINGS_TYPE:
+                path = (override.get("PartName") or "").lstrip("/")
+                break
+    if not path or path not in zf.NameToInfo:
+        return []
+    strings = []
+    with zf.open(path) as fh:
+        for _, si in etree.iterparse(fh, events=("end",), tag=_SI, **_parser_options()):
+            if not strings:
+                _refuse_dtd(si, path)
+            strings.append(_text(si).replace("x005F_", ""))
+            si.clear()
+    return strings
+
+
+def _text(node: Any) -> str:
+    """A string item's text: its own <t>, then each rich-text run's <t>."""
+    parts = []
+    for child in node:
+        if child.tag == _T:
+            if child.text:
+                parts.append(child.text)
+        elif child.tag == _R:
+            run = child.find(_T)
+            if run is not None and run.text:
+                parts.append(run.text)
+    return "".join(parts)
+
+
+def _date_styles(zf: zipfile.ZipFile) -> tuple[frozenset[int], frozenset[int]]:
+    """Cell styles whose number format shows a date or a duration (openpyxl's own tests)."""
+    if "xl/styles.xml" not in zf.NameToInfo:
+        return frozenset(), frozenset()
+    root = _parse(zf, "xl/styles.xml")
+    custom = {}
+    formats = root.find(f"{{{MAIN}}}numFmts")
+    for fmt in formats if formats is not None else ():
+        if fmt.get("numFmtId") is not None:
+            custom[int(fmt.get("numFmtId"))] = fmt.get("formatCode")
+    dates, durations = set(), set()
+    xfs = root.find(f"{{{MAIN}}}cellXfs")
+    for index, xf in enumerate(xfs.iterchildren(f"{{{MAIN}}}xf") if xfs is not None else ()):
+        number = int(xf.get("numFmtId") or 0)
+        code = custom[number] if number in custom else BUILTIN_FORMATS.get(number)
+        if is_date_format(code):
+            dates.add(index)
+        if is_timedelta_format(code):
+            durations.add(index)
+    return frozenset(dates), frozenset(durations)
+
+
+def _read_sheet(fh: IO[bytes], name: str, book: _Book, max_rows: int, max_cols: int) -> SheetValues:
+    sheet = SheetValues(name)
+    rows = sheet.rows
+    shared: dict[str, tuple[str, str]] = {}  # shared formula id -> (master formula, master cell)
+    row_number = 0
+    for _, row in etree.iterparse(fh, events=("end",), tag=_ROW, **_parser_options()):
+        if not row_number:
+            _refuse_dtd(row, name)
+        number = _row_number(row.get("r"), row_number)
+        if number <= row_number:  # a row that goes backwards: openpyxl drops it too
+            _free(row)
+            continue
+        row_number = number
+        values: list[Any] = []
+        column = 0
+        for cell in row:
+            if cell.tag != _C:
+                continue
+            ref = cell.get("r")
+            if ref:
+                letters = ref.rstrip(_DIGITS)
+                column = _COLUMNS.get(letters) or _column(ref)
+            else:
+                column += 1
+            value, formula = _value(cell, book)
+            if formula is not None:  # every one: a shared formula's master may have a value
+                formula = _formula(formula, ref, shared)
+            if value is None:
+                if formula and len(formula) > 1 and column <= max_cols and number <= max_rows:
+                    sheet.uncalculated.append((number - 1, column - 1, formula))
+                continue
+            if column > max_cols:
+                if value == "":
+                    continue  # a blank past the edge is dropped like any trailing blank
+                raise TooLarge(f"แผ่นงาน {name} มีเกิน {max_cols} คอลัมน์")
+            width = len(values)
+            if column == width + 1:
+                values.append(value)
+            else:
+                if column > width:
+                    values.extend([None] * (column - width))
+                values[column - 1] = value
+        _free(row)
+        while values and (values[-1] is None or values[-1] == ""):
+            values.pop()
+        if not values:
+            continue
+        if number > max_rows:
+            raise TooLarge(f"แผ่นงาน {name} มีเกิน {max_rows:,} แถว")
+        if number > len(rows):
+            rows.extend([] for _ in range(number - len(rows)))
+        rows[number - 1] = values
+    return sheet
+
+
+def _free(row: Any) -> None:
+    """Keep memory flat on long sheets: drop the row and everything parsed before it."""
+    row.clear()
+    parent = row.getparent()
+    while row.getprevious() is not None:
+        del parent[0]
+
+
+def _row_number(text: str | None, previous: int) -> int:
+    if text is None:
+        return previous + 1
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
+        if not number.is_integer():
+            raise Unsupported(f"row number {text}") from None
+        return int(number)
+
+
+_COLUMNS: dict[str, int] = {}
+
+
+def _column(ref: str) -> int:
+    letters = ref.rstrip(_DIGITS)
+    number = _COLUMNS.get(letters)
+    if number is None:
+        number = 0
+        for char in letters.upper():
+            if not "A" <= char <= "Z":
+                raise Unsupported(f"cell reference {ref}")
+            number = number * 26 + ord(char) - 64
+        if len(_COLUMNS) < 20_000:
+            _COLUMNS[letters] = number
+    return number
+
+
+def _value(cell: Any, book: _Book) -> tuple[Any, Any]:
+    """(value as openpyxl's data-only mode gives it, the <f> element or None)."""
+    kind = cell.get("t")
+    raw = formula = None
+    for child in cell:
+        tag = child.tag
+        if tag == _V:
+            raw = child.text
+        elif tag == _IS:
+            if kind == "inlineStr":
+                return _text(child), formula
+        elif tag == _F:
+            formula = child
+    if kind == "inlineStr" or not raw:
+        return None, formula
+    if kind is None or kind == "n":
+        number = float(raw) if ("." in raw or "E" in raw or "e" in raw) else int(raw)
+        style = cell.get("s")
+        if style and int(style) in book.dates:
+            try:
+                duration = int(style) in book.durations
+                return from_excel(number, book.epoch, timedelta=duration), formula
+            except (OverflowError, ValueError):
+                return "#VALUE!", formula
+        return number, formula
+    if kind == "s":
+        return book.strings[int(raw)], formula
+    if kind == "b":
+        return bool(int(raw)), formula
+    if kind == "d":
+        return from_ISO8601(raw), formula
+    return raw, formula  # "str" (a formula's text result) and "e" (an error such as #N/A)
+
+
+def _formula(element: Any, ref: str | None, shared: dict[str, tuple[str, str]]) -> str | None:
+    """The formula as openpyxl shows it ("=..."), shared formulas moved to this cell."""
+    kind = element.get("t")
+    if kind == "dataTable":
+        return None  # openpyxl gives a DataTableFormula without text: nothing to show
+    text = "=" + (element.text or "")
+    if kind == "shared":
+        index = element.get("si")
+        if index in shared and ref:
+            from openpyxl.formula.translate import Translator
+
+            master, origin = shared[index]
+            return Translator(master, origin).translate_formula(ref)
+        if text != "=" and ref:
+            shared[index] = (text, ref)
+    return text
