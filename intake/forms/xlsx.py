@@ -22,7 +22,7 @@ import posixpath
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from lxml import etree
 from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
@@ -42,6 +42,10 @@ WORKBOOK_TYPES = (
     "application/vnd.openxmlformats-officedocument.spreadsheetml.template.main+xml",
     "application/vnd.ms-excel.template.macroEnabled.main+xml",
 )
+
+# A sheet part up to this size is parsed whole (faster: a form's sheet is ~0.3 MB, its tree
+# a few MB); a bigger one is streamed row by row so memory stays flat.
+WHOLE_SHEET_BYTES = 2 * 1024 * 1024
 
 _ROW, _C, _V, _F, _IS = (f"{{{MAIN}}}{t}" for t in ("row", "c", "v", "f", "is"))
 _T, _R, _SI = (f"{{{MAIN}}}{t}" for t in ("t", "r", "si"))
@@ -126,8 +130,25 @@ def read_sheets(
     """The values of each sheet, one sheet at a time."""
     book = _book(zf)
     for name, path in sheets:
+        if zf.getinfo(path).file_size <= WHOLE_SHEET_BYTES:
+            root = _parse(zf, path)
+            yield _read_sheet(root.iter(_ROW), name, book, max_rows, max_columns)
+            continue
         with zf.open(path) as fh:
-            yield _read_sheet(fh, name, book, max_rows, max_columns)
+            events = etree.iterparse(fh, events=("end",), tag=_ROW, **_parser_options())
+            yield _read_sheet(_streamed(events, path), name, book, max_rows, max_columns)
+
+
+def _streamed(events: Iterator[tuple[str, Any]], name: str) -> Iterator[Any]:
+    """Rows of a big sheet as they are parsed, each dropped once read."""
+    previous = None
+    for _, row in events:
+        if previous is None:
+            _refuse_dtd(row, name)
+        else:
+            _free(previous)
+        yield row
+        previous = row
 
 
 def _workbook_part(zf: zipfile.ZipFile) -> str:
@@ -225,17 +246,16 @@ def _date_styles(zf: zipfile.ZipFile) -> tuple[frozenset[int], frozenset[int]]:
     return frozenset(dates), frozenset(durations)
 
 
-def _read_sheet(fh: IO[bytes], name: str, book: _Book, max_rows: int, max_cols: int) -> SheetValues:
+def _read_sheet(
+    source: Iterator[Any], name: str, book: _Book, max_rows: int, max_cols: int
+) -> SheetValues:
     sheet = SheetValues(name)
     rows = sheet.rows
     shared: dict[str, tuple[str, str]] = {}  # shared formula id -> (master formula, master cell)
     row_number = 0
-    for _, row in etree.iterparse(fh, events=("end",), tag=_ROW, **_parser_options()):
-        if not row_number:
-            _refuse_dtd(row, name)
+    for row in source:
         number = _row_number(row.get("r"), row_number)
         if number <= row_number:  # a row that goes backwards: openpyxl drops it too
-            _free(row)
             continue
         row_number = number
         values: list[Any] = []
@@ -267,7 +287,6 @@ def _read_sheet(fh: IO[bytes], name: str, book: _Book, max_rows: int, max_cols: 
                 if column > width:
                     values.extend([None] * (column - width))
                 values[column - 1] = value
-        _free(row)
         while values and (values[-1] is None or values[-1] == ""):
             values.pop()
         if not values:

@@ -36,6 +36,13 @@ from tests.forms.builders import (
 SPEC = default_spec()
 
 
+@pytest.fixture(autouse=True, params=["whole", "streamed"])
+def sheet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: sheets parsed whole (small parts) and streamed row by row (big ones)."""
+    if request.param == "streamed":
+        monkeypatch.setattr(xlsx, "WHOLE_SHEET_BYTES", 0)
+
+
 def typed(grids: list[sources.Grid]) -> list[tuple[Any, ...]]:
     """Sheet names and cells with their types (1 == 1.0 == True must not pass as equal)."""
     return [(g.name, [[(type(v).__name__, v) for v in row] for row in g.rows]) for g in grids]
