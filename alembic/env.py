@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from alembic import context
-
 from storage.models import Base
 from storage.session import make_engine
 

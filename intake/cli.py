@@ -86,6 +86,17 @@ def _services() -> Any:
         _fail(EXIT_CONFIG, str(exc))
 
 
+def _store() -> Any:
+    """The database and clock only (`intake.bootstrap.open_store`): for commands that read or
+    hand-edit the data, which then start without the form reader, pipeline and mail code."""
+    from intake.bootstrap import open_store
+
+    try:
+        return open_store(_settings())
+    except IntakeError as exc:
+        _fail(EXIT_CONFIG, str(exc))
+
+
 def _progress() -> tuple[Progress, Any]:
     progress = Progress(
         TextColumn("{task.description}"),
@@ -245,7 +256,7 @@ def report(
         _fail(2, f"unknown format {format_!r}: use json, table, csv or xlsx")
     if format_ == "xlsx" and output is None:
         _fail(2, "--format xlsx needs --output PATH")
-    svc = _services()
+    svc = _store()
     with session_scope(svc.factory) as session:
         data = reports.build_report(session, svc.settings.deadline, svc.clock.now())
     if format_ == "xlsx":

@@ -306,7 +306,9 @@ class Mailbox:
     def mark_done(self, uids: Sequence[int]) -> None:
         """File handled messages on the server (keyword, move, or Gmail label); never deletes.
 
-        Idempotent: marking a message twice, or one already moved away, is not an error.
+        Idempotent: marking a message twice, or one already moved away, is not an error. One
+        command per `settings.batch_size` UIDs, so neither the command line (servers cap it, e.g.
+        Dovecot at 64 KB) nor the parsed answer grows with the number of messages.
         """
         wanted = sorted({int(uid) for uid in uids})
         if not wanted:
@@ -315,8 +317,9 @@ class Mailbox:
         if mode == "gmail-label":
             if self._has_capability("X-GM-EXT-1"):
                 label = self._settings.done_folder
-                with self._guard(f"X-GM-LABELS +{label}"):
-                    self._require().add_gmail_labels(wanted, [label], silent=True)
+                for chunk in self._chunks(wanted):
+                    with self._guard(f"X-GM-LABELS +{label}"):
+                        self._require().add_gmail_labels(chunk, [label], silent=True)
                 return
             log.warning(
                 "imap.mark = 'gmail-label' but %s is not Gmail (no X-GM-EXT-1); "
@@ -329,8 +332,9 @@ class Mailbox:
             if self._has_capability("MOVE"):
                 folder = self._settings.done_folder
                 self.ensure_folder(folder)
-                with self._guard(f"UID MOVE to {folder!r}"):
-                    self._require().move(wanted, folder)
+                for chunk in self._chunks(wanted):
+                    with self._guard(f"UID MOVE to {folder!r}"):
+                        self._require().move(chunk, folder)
                 return
             log.warning(
                 "IMAP server %s has no MOVE capability; marking with keyword %s instead "
@@ -339,6 +343,11 @@ class Mailbox:
                 self._settings.done_keyword,
             )
         self._add_keyword(wanted)
+
+    def _chunks(self, uids: list[int]) -> Iterator[list[int]]:
+        size = self._settings.batch_size
+        for start in range(0, len(uids), size):
+            yield uids[start : start + size]
 
     def _add_keyword(self, uids: list[int]) -> None:
         keyword = self._settings.done_keyword
@@ -349,16 +358,17 @@ class Mailbox:
                 f"{b' '.join(self._permanent_flags or ()).decode(errors='replace') or 'none'}); "
                 "set imap.mark = 'move' instead"
             )
-        with self._guard(f"UID STORE +FLAGS {keyword}"):
-            result = self._require().add_flags(uids, [keyword])
-        # Some servers answer OK and silently drop custom keywords: check what they report.
         wanted = keyword.lower()
-        for uid, flags in result.items():
-            if wanted not in {_text(flag).lower() for flag in flags}:
-                raise MailboxUnavailable(
-                    f"IMAP server {self._where()} accepted STORE but did not keep keyword "
-                    f"{keyword!r} on UID {uid}; set imap.mark = 'move' instead"
-                )
+        for chunk in self._chunks(uids):
+            with self._guard(f"UID STORE +FLAGS {keyword}"):
+                result = self._require().add_flags(chunk, [keyword])
+            # Some servers answer OK and silently drop custom keywords: check what they report.
+            for uid, flags in result.items():
+                if wanted not in {_text(flag).lower() for flag in flags}:
+                    raise MailboxUnavailable(
+                        f"IMAP server {self._where()} accepted STORE but did not keep keyword "
+                        f"{keyword!r} on UID {uid}; set imap.mark = 'move' instead"
+                    )
 
     def keyword_allowed(self, keyword: str) -> bool:
         """True when PERMANENTFLAGS of the selected folder admits `keyword` (or any, `\\*`).

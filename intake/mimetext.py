@@ -146,12 +146,14 @@ def _word_bytes(enc: str, payload: str) -> bytes:
 
 
 def _b64(data: bytes) -> bytes:
-    """Base64 as mailers really write it: stray characters, missing or misplaced padding."""
-    cleaned = re.sub(rb"[^A-Za-z0-9+/=]", b"", data)
+    """Base64 as mailers really write it: stray characters, missing or misplaced padding.
+
+    `a2b_base64` skips characters outside the alphabet (line breaks, stray junk) exactly as if
+    they had been stripped first, errors included, so the cleaning runs only for bad padding."""
     try:
-        return binascii.a2b_base64(cleaned)
+        return binascii.a2b_base64(data)
     except binascii.Error:
-        bare = cleaned.replace(b"=", b"")
+        bare = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
         bare = bare[: len(bare) - 1] if len(bare) % 4 == 1 else bare
         return base64.b64decode(bare + b"=" * (-len(bare) % 4))
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_TEMPORARY_ATTEMPTS = 8
 STALE_SENDING = timedelta(minutes=10)
+OUTBOX_PAGE = 100  # outbox ids read at a time by send_outbox
 
 
 @dataclass
@@ -131,20 +132,29 @@ def send_outbox(
     replies: RepliesSettings,
     now: Callable[[], datetime],
     transport: SmtpTransport | None = None,
+    page: int = OUTBOX_PAGE,
 ) -> SendReport:
-    """Send every due QUEUED row once; dry run and disabled replies send nothing."""
+    """Send every row QUEUED and due at the start once; dry run and disabled replies send nothing.
+
+    The ids are read a page of `page` at a time (by id, so no row is looked at twice): a backlog
+    of replies is sent in the same memory as a handful.
+    """
     report = SendReport()
     if not replies.enabled or replies.dry_run:
         return report
     transport = transport or SmtpTransport(smtp)
-    with session_scope(factory) as session:
-        due = queries.outbox_due(session, now())
+    when, after = now(), 0
     try:
-        for outbox_id in due:
-            _send_one(factory, transport, smtp.from_address, outbox_id, now, report)
+        while True:
+            with session_scope(factory) as session:
+                due = queries.outbox_due(session, when, after_id=after, limit=page)
+            for outbox_id in due:
+                _send_one(factory, transport, smtp.from_address, outbox_id, now, report)
+            if len(due) < page:
+                return report
+            after = due[-1]
     finally:
         transport.close()
-    return report
 
 
 def _send_one(
@@ -247,10 +257,7 @@ def recover_sending(
     """Settle rows left in SENDING by a crash: SENT if the Sent folder has them, else HELD."""
     report = SendReport()
     with session_scope(factory) as session:
-        rows = [
-            (r.id, r.message_id_header, r.sending_at)
-            for r in queries.outbox_in_state(session, OutboxState.SENDING)
-        ]
+        rows = queries.outbox_keys_in_state(session, OutboxState.SENDING)
     for outbox_id, message_id, sending_at in rows:
         from intake.clock import as_utc
 

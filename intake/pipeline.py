@@ -18,6 +18,7 @@ only writer of results and commits only for the worker whose guarded update won.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from email.policy import default as default_policy
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,46 +97,75 @@ def archive_message(
     location: Location | None = None,
 ) -> tuple[int, bool]:
     """Store the raw bytes and record them; return (message row id, whether it is new).
+    With a `location`, the mailbox cursor moves to it in the same commit.
 
     The same bytes, or the same Message-ID with the same From and Date (a copy re-fetched after a
     UIDVALIDITY change, a second worker, a re-import), map to the existing row; the new location
     is still recorded so the copy gets filed on the server too.
     """
     digest, rel = svc.archive.store(raw)
-    headers = BytesHeaderParser(policy=default_policy).parsebytes(raw)
-    message_id = _clean_message_id(_header(headers, "message-id"))
+    parsed = BytesHeaderParser(policy=default_policy).parsebytes(_header_section(raw))
+    # each field decoded once: the policy parses a field again on every get
+    field = functools.cache(functools.partial(_header, parsed))
+    message_id = _clean_message_id(field("message-id"))
     for attempt in range(2):
         try:
             with session_scope(svc.factory) as session:
-                existing = _find_same_message(session, digest, message_id, headers)
-                if existing is None:
-                    existing = Message(
-                        sha256=digest,
-                        message_id_header=message_id,
-                        archive_path=rel,
-                        size=len(raw),
-                        source=source,
-                        received_at=as_utc(received_at),
-                        state=MessageState.RECEIVED,
-                        header_from=_header(headers, "from")[:998] or None,
-                        header_date=_header(headers, "date")[:200] or None,
-                        subject=_header(headers, "subject") or None,
-                    )
-                    session.add(existing)
-                    session.flush()
-                    is_new = True
+                existing = _find_same_message(session, digest, message_id, field)
+                if existing is not None:
+                    row_id, is_new = existing.id, False
                 else:
-                    is_new = False
+                    row_id = _insert_message(
+                        session, digest, message_id, rel, raw, source, received_at, field
+                    )
+                    is_new = True
                 if location is not None:
                     queries.insert_location_if_absent(
-                        session, existing.id, location.mailbox, location.uidvalidity, location.uid
+                        session, row_id, location.mailbox, location.uidvalidity, location.uid
                     )
-                return existing.id, is_new
+                    # the fetch cursor moves in the same commit: one commit per fetched message
+                    queries.set_cursor(
+                        session, location.mailbox, location.uidvalidity, location.uid
+                    )
+                return row_id, is_new
         except IntegrityError:
             if attempt:
                 raise
             # another worker recorded the same message between our look-up and insert: look again
     raise AssertionError("unreachable")
+
+
+def _insert_message(
+    session: Session,
+    digest: str,
+    message_id: str | None,
+    rel: str,
+    raw: bytes,
+    source: str,
+    received_at: datetime,
+    field: Callable[[str], str],
+) -> int:
+    """The new `message` row in state RECEIVED (one INSERT ... RETURNING, no ORM flush)."""
+    values = {
+        "sha256": digest,
+        "message_id_header": message_id,
+        "archive_path": rel,
+        "size": len(raw),
+        "source": source,
+        "received_at": as_utc(received_at),
+        "state": MessageState.RECEIVED,
+        "header_from": field("from")[:998] or None,
+        "header_date": field("date")[:200] or None,
+        "subject": field("subject") or None,
+    }
+    return int(session.execute(insert(Message).values(values).returning(Message.id)).scalar_one())
+
+
+def _header_section(raw: bytes) -> bytes:
+    """The bytes up to the first empty line: all a header parser reads (the body of a 50 KB
+    message is otherwise split into lines for nothing)."""
+    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n") if (i := raw.find(sep)) >= 0]
+    return raw[: min(ends)] if ends else raw
 
 
 def _header(headers: Any, name: str) -> str:
@@ -160,12 +191,12 @@ def _clean_message_id(value: str) -> str | None:
 
 
 def _find_same_message(
-    session: Session, digest: str, message_id: str | None, headers: Any
+    session: Session, digest: str, message_id: str | None, field: Callable[[str], str]
 ) -> Message | None:
     found = queries.message_by_sha(session, digest)
     if found is not None or message_id is None:
         return found
-    same = (_header(headers, "from"), _header(headers, "date"))
+    same = (field("from"), field("date"))
     for candidate in queries.messages_by_message_id(session, message_id):
         if (candidate.header_from or "", candidate.header_date or "") == same:
             return candidate
@@ -281,6 +312,7 @@ class Outcome:
     submissions: list[int] = field(default_factory=list)
     replies: list[int] = field(default_factory=list)
     error: str | None = None
+    learned: dict[str, set[str]] = field(default_factory=dict)  # sender -> addresses it added
 
 
 def process_message(svc: Services, message_id: int, identifier: Identifier) -> Outcome:
@@ -290,12 +322,13 @@ def process_message(svc: Services, message_id: int, identifier: Identifier) -> O
         if row is None or row.state != MessageState.RECEIVED:
             return Outcome(message_id, None, claimed=False)
         path, assigned = row.archive_path, row.assigned_sender_id
+        received_at, replay = as_utc(row.received_at), row.processed_at is not None
     if assigned:
         identifier = AssignedIdentifier(identifier, assigned)
     try:
         raw = svc.archive.read(path)
         reading = read_message(svc, identifier, raw)
-        return _commit(svc, message_id, reading)
+        return _commit(svc, message_id, reading, received_at, replay)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the worker
         log.exception("message.failed id=%s", message_id)
         return _record_failure(svc, message_id, f"{type(exc).__name__}: {exc}")
@@ -319,13 +352,14 @@ def _record_failure(svc: Services, message_id: int, error: str) -> Outcome:
     return Outcome(message_id, None, claimed=False, error=error)
 
 
-def _commit(svc: Services, message_id: int, reading: Reading) -> Outcome:
+def _commit(
+    svc: Services, message_id: int, reading: Reading, received_at: datetime, replay: bool = True
+) -> Outcome:
+    """Step 7, the one decision transaction. `replay` is False for a message never decided
+    before (no `processed_at`): nothing of its own can exist yet, so nothing is looked up."""
     parsed = reading.parsed
     now = svc.clock.now()
     with session_scope(svc.factory) as session:
-        message = session.get(Message, message_id)
-        assert message is not None
-        received_at = as_utc(message.received_at)
         outcome_kind = _outcome_kind(reading)
         claimed = queries.claim_message(
             session,
@@ -343,17 +377,18 @@ def _commit(svc: Services, message_id: int, reading: Reading) -> Outcome:
         if not claimed:
             session.rollback()
             return Outcome(message_id, None, claimed=False)
-        attachment_ids = record.store_attachments(session, message_id, parsed)
+        attachments = record.store_attachments(session, message_id, parsed, replay)
         result = Outcome(message_id, outcome_kind, claimed=True)
-        ctx = record.Decision(svc, session, message_id, parsed, received_at, now)
+        ctx = record.Decision(svc, session, message_id, parsed, received_at, now, replay=replay)
         record.hold_if_spoofed(ctx, reading.auth)  # before any reply is queued
         if reading.noise:
             record.handle_noise(session, message_id, parsed, now)
         elif reading.forms:
             for form in reading.forms:
-                record.store_form(ctx, form, attachment_ids, result)
+                record.store_form(ctx, form, attachments, result)
         else:
-            record.handle_no_form(ctx, reading, attachment_ids, result)
+            record.handle_no_form(ctx, reading, attachments, result)
+        result.learned = ctx.learned
     return result
 
 
@@ -385,12 +420,22 @@ class CycleReport:
 Progress = Callable[[str, int, int], None]
 
 
-def process_pending(svc: Services, report: CycleReport, progress: Progress | None = None) -> None:
-    """Steps 3-7 for every RECEIVED message, oldest first (leftovers of a crash included)."""
+def process_pending(
+    svc: Services,
+    report: CycleReport,
+    progress: Progress | None = None,
+    after_batch: Callable[[list[int]], None] | None = None,
+) -> None:
+    """Steps 3-7 for every RECEIVED message, oldest first (leftovers of a crash included).
+
+    `after_batch` gets the ids of every `imap.batch_size` messages once they are decided: the
+    poll files them on the server then, rather than the whole backlog at the end.
+    """
     with session_scope(svc.factory) as session:
         pending = queries.message_ids_in_state(session, MessageState.RECEIVED)
         learned = queries.addresses_by_sender(session)
     identifier = Identifier(svc.roster, learned)
+    batch: list[int] = []
     for done, message_id in enumerate(pending, start=1):
         outcome = process_message(svc, message_id, identifier)
         if outcome.claimed:
@@ -398,13 +443,15 @@ def process_pending(svc: Services, report: CycleReport, progress: Progress | Non
             report.processed += 1
             key = outcome.outcome.value if outcome.outcome else "unknown"
             report.outcomes[key] = report.outcomes.get(key, 0) + 1
-            if outcome.submissions:
-                # a new valid form teaches us the sender's address for the next message; only
-                # that sender's addresses are read (re-reading them all was O(n) per message)
-                with session_scope(svc.factory) as session:
-                    identifier.learn(queries.addresses_of_submitters(session, outcome.submissions))
+            # a new valid form teaches us the sender's address for the next message: the
+            # decision says which it added (no query; re-reading them all was O(n) per message)
+            identifier.learn(outcome.learned)
         elif outcome.error:
             report.failed += 1
+        batch.append(message_id)
+        if after_batch is not None and len(batch) >= svc.settings.imap.batch_size:
+            after_batch(batch)
+            batch = []
         if progress:
             progress("process", done, len(pending))
 
@@ -446,9 +493,7 @@ def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
                 "imap",
                 Location(key, fetched.uidvalidity, fetched.uid),
             )
-            crash_point("after_archive")
-            with session_scope(svc.factory) as session:
-                queries.set_cursor(session, key, fetched.uidvalidity, fetched.uid)
+            crash_point("after_archive")  # the cursor moved with the archive commit
             report.fetched += 1
             report.new += int(is_new)
             if progress:
@@ -456,24 +501,42 @@ def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
         if not uids:
             with session_scope(svc.factory) as session:
                 queries.set_cursor(session, key, state.uidvalidity, last_uid)
-        process_pending(svc, report, progress)  # steps 3-7
-        report.marked = mark_handled(svc, box, key, state.uidvalidity)  # step 8
+
+        def file_batch(message_ids: list[int]) -> None:  # step 8 for a batch just decided
+            report.marked += mark_handled(svc, box, key, state.uidvalidity, message_ids)
+
+        process_pending(svc, report, progress, file_batch)  # steps 3-7, filing as it goes
+        report.marked += mark_handled(svc, box, key, state.uidvalidity)  # step 8 for the rest
         report.sent = _send(svc, report, box)
     return report
 
 
-def mark_handled(svc: Services, box: Any, key: str, uidvalidity: int) -> int:
-    """Step 8: file every processed message on the server, then record it (idempotent)."""
-    with session_scope(svc.factory) as session:
-        pending = [
-            (loc.id, loc.uid) for loc in queries.locations_to_mark(session, key, uidvalidity)
-        ]
-    if not pending:
-        return 0
-    box.mark_done([uid for _, uid in pending])
-    with session_scope(svc.factory) as session:
-        queries.mark_locations(session, [loc_id for loc_id, _ in pending], svc.clock.now())
-    return len(pending)
+def mark_handled(
+    svc: Services, box: Any, key: str, uidvalidity: int, message_ids: list[int] | None = None
+) -> int:
+    """Step 8: file decided messages on the server, then record it (idempotent).
+
+    A page of `imap.batch_size` at a time, by UID, each filed and then recorded: memory and the
+    IMAP command stay the same size whatever the backlog. Only messages whose decision is
+    committed (PROCESSED or DONE) are filed; a crash between filing and recording files a page
+    twice, which is harmless. `message_ids` limits it to those messages (the batch just decided).
+    """
+    size = svc.settings.imap.batch_size
+    marked = after = 0
+    while True:
+        with session_scope(svc.factory) as session:
+            page = queries.locations_to_mark(
+                session, key, uidvalidity, after_uid=after, limit=size, message_ids=message_ids
+            )
+        if not page:
+            return marked
+        box.mark_done([uid for _, uid in page])
+        with session_scope(svc.factory) as session:
+            queries.mark_locations(session, [loc_id for loc_id, _ in page], svc.clock.now())
+        marked += len(page)
+        if len(page) < size:
+            return marked
+        after = page[-1][1]
 
 
 def _send(svc: Services, report: CycleReport, box: Any | None) -> int:

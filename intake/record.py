@@ -7,12 +7,12 @@ it has claimed the message; nothing here commits, talks to a server or reads a f
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import insert, update
+from sqlalchemy import Table, insert, update
 from sqlalchemy.orm import Session
 
 from intake import message as mail
@@ -33,7 +33,6 @@ from storage.models import (
     OutboxState,
     Partner,
     Project,
-    Sender,
     SenderAddress,
     Submission,
     SubmissionStatus,
@@ -45,27 +44,36 @@ if TYPE_CHECKING:
     from intake.pipeline import FormOutcome, Outcome, Reading, Services
 
 
+# position in the message -> (attachment row id, sha256 of the file)
+StoredAttachments = dict[int, tuple[int, str]]
+
+
 def store_attachments(
-    session: Session, message_id: int, parsed: mail.ParsedMessage
-) -> dict[int, int]:
-    ids = queries.attachments_of(session, message_id)
-    if ids:
-        return ids  # a replay: the attachments were recorded the first time
-    for index, att in enumerate(parsed.attachments):
-        row = Attachment(
-            message_id=message_id,
-            position=index,
-            filename=att.filename[:255],
-            content_type=att.content_type[:255],
-            kind=att.kind,
-            origin=att.origin[:300],
-            size=len(att.data),
-            sha256=sha256_hex(att.data),
-        )
-        session.add(row)
-        session.flush()
-        ids[index] = row.id
-    return ids
+    session: Session, message_id: int, parsed: mail.ParsedMessage, replay: bool = True
+) -> StoredAttachments:
+    """Record the message's attachments, all in one INSERT; their ids and hashes by position.
+    On a replay they were recorded by the first decision and are only read."""
+    stored = queries.attachments_of(session, message_id) if replay else {}
+    if stored or not parsed.attachments:
+        return stored
+    rows = [
+        {
+            "message_id": message_id,
+            "position": index,
+            "filename": att.filename[:255],
+            "content_type": att.content_type[:255],
+            "kind": att.kind,
+            "origin": att.origin[:300],
+            "size": len(att.data),
+            "sha256": sha256_hex(att.data),
+        }
+        for index, att in enumerate(parsed.attachments)
+    ]
+    table = cast(Table, Attachment.__table__)
+    inserted = session.connection().execute(
+        insert(table).returning(table.c.position, table.c.id), rows
+    )
+    return {position: (row_id, rows[position]["sha256"]) for position, row_id in inserted}
 
 
 @dataclass
@@ -77,21 +85,34 @@ class Decision:
     received_at: datetime
     now: datetime
     hold: str | None = None  # why this message's replies must wait for the coordinator
+    # False when this message was decided before (`intake reprocess`): only then can results of
+    # its own exist already (submissions, replies), so only then are they looked up
+    replay: bool = True
+    # sender -> the From address of its valid form, recorded for it by this decision
+    learned: dict[str, set[str]] = field(default_factory=dict)
+    # submission made by this decision -> the valid version it replaces (None: the first)
+    replaces: dict[int, int | None] = field(default_factory=dict)
+    _deadlines: dict[str, datetime] = field(default_factory=dict)
+
+    def know_deadline(self, sender_id: str, override: datetime | None) -> None:
+        """Remember a sender's deadline read along with other data (`queries.sender_history`)."""
+        self._deadlines[sender_id] = (
+            as_utc(override) if override is not None else self.svc.settings.deadline
+        )
 
     def deadline_for(self, sender_id: str | None) -> datetime:
-        deadline = self.svc.settings.deadline
-        if sender_id:
-            sender = self.session.get(Sender, sender_id)
-            if sender is not None and sender.deadline_override is not None:
-                deadline = as_utc(sender.deadline_override)
-        return deadline
+        if not sender_id:
+            return self.svc.settings.deadline
+        if sender_id not in self._deadlines:
+            self.know_deadline(sender_id, queries.sender_deadline_override(self.session, sender_id))
+        return self._deadlines[sender_id]
 
     def on_time(self, sender_id: str | None) -> bool:
         return self.received_at <= self.deadline_for(sender_id)
 
 
 def store_form(
-    ctx: Decision, form: FormOutcome, attachment_ids: dict[int, int], result: Outcome
+    ctx: Decision, form: FormOutcome, attachments: StoredAttachments, result: Outcome
 ) -> None:
     session, data = ctx.session, form.result.data
     assert data is not None
@@ -107,12 +128,18 @@ def store_form(
         )
         queue_reply(ctx, "correction", None, form.problems, form.result.filename, None)
         return
-    file_sha = _attachment_sha(session, attachment_ids.get(form.attachment_index))
+    file_sha = _attachment_sha(attachments, form.attachment_index)
     if ctx.hold:  # a roster address failed DMARC: not accepted until a person decides
         form.problems.append(_unverified_sender(ctx, form.result.filename))
     errors = [p for p in form.problems if p.severity == "error"]
     status = SubmissionStatus.INVALID if errors else SubmissionStatus.VALID
-    earlier = queries.submission_with_file(session, form.sender_id, file_sha) if file_sha else None
+    history = queries.sender_history(session, form.sender_id, file_sha)
+    ctx.know_deadline(form.sender_id, history.deadline_override)
+    earlier = (
+        queries.submission_by_version(session, form.sender_id, history.same_file_version)
+        if history.same_file_version is not None
+        else None
+    )
     if (
         earlier is not None
         and earlier.message_id != ctx.message_id
@@ -130,7 +157,7 @@ def store_form(
             .values(outcome=MessageOutcome.RESEND)
         )
         return
-    submission = _submission(ctx, form, attachment_ids, status, file_sha)
+    submission = _submission(ctx, form, attachments, status, file_sha, history)
     _store_rows(session, submission.id, data)
     _store_problems(session, ctx.message_id, submission.id, form.problems)
     result.submissions.append(submission.id)
@@ -143,32 +170,42 @@ def store_form(
             message_id=ctx.message_id,
         )
     if status == SubmissionStatus.VALID and ctx.parsed.from_address:
-        queries.add_sender_address(session, form.sender_id, ctx.parsed.from_address, "learned")
+        address = ctx.parsed.from_address.strip().lower()
+        queries.add_sender_address(session, form.sender_id, address, "learned")
+        ctx.learned.setdefault(form.sender_id, set()).add(address)
     kind = "acknowledgement" if status == SubmissionStatus.VALID else "correction"
     problems = [p for p in form.problems if kind == "correction" or p.severity == "warning"]
     queue_reply(ctx, kind, submission, problems, form.result.filename, data)
 
 
-def _attachment_sha(session: Session, attachment_id: int | None) -> str | None:
-    if attachment_id is None:
-        return None
-    row = session.get(Attachment, attachment_id)
-    return row.sha256 if row else None
+def _attachment_sha(attachments: StoredAttachments, index: int | None) -> str | None:
+    stored = attachments.get(index) if index is not None else None
+    return stored[1] if stored else None
+
+
+def _attachment_id(attachments: StoredAttachments, index: int | None) -> int | None:
+    stored = attachments.get(index) if index is not None else None
+    return stored[0] if stored else None
 
 
 def _submission(
     ctx: Decision,
     form: FormOutcome,
-    attachment_ids: dict[int, int],
+    attachments: StoredAttachments,
     status: SubmissionStatus,
     file_sha: str | None,
+    history: queries.SenderHistory,
 ) -> Submission:
     """The submission this form makes: a new version, or on a replay the one it made before."""
     assert form.sender_id is not None
     session = ctx.session
-    attachment_id = attachment_ids.get(form.attachment_index)
-    existing = queries.submission_of_message(
-        session, ctx.message_id, form.sender_id, attachment_id, form.result.sheet
+    attachment_id = _attachment_id(attachments, form.attachment_index)
+    existing = (
+        queries.submission_of_message(
+            session, ctx.message_id, form.sender_id, attachment_id, form.result.sheet
+        )
+        if ctx.replay
+        else None
     )
     if existing is not None:  # same version, judged again
         if existing.accepted_by is None:  # a person's decision (`intake review`) stands
@@ -182,7 +219,7 @@ def _submission(
         sender_id=form.sender_id,
         message_id=ctx.message_id,
         attachment_id=attachment_id,
-        version=queries.next_version(session, form.sender_id),
+        version=(history.last_version or 0) + 1,
         status=status,
         file_sha256=file_sha,
         sheet=form.result.sheet,
@@ -202,6 +239,7 @@ def _submission(
     )
     session.add(submission)
     session.flush()
+    ctx.replaces[submission.id] = history.last_valid_version  # every earlier version is older
     return submission
 
 
@@ -219,6 +257,8 @@ def new_receipt(session: Session, received_at: datetime, campaign: str) -> str:
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:  # the usual case, ~600 times a form
+        return value or None
     if value is None or value == "":
         return None
     return str(value)
@@ -236,31 +276,40 @@ def _plain(row: dict[str, Any], skip: Iterable[str]) -> dict[str, Any]:
 def _store_rows(session: Session, submission_id: int, data: FormData) -> None:
     """Form rows into queryable tables; columns the code does not know go to `extra`.
 
-    One executemany INSERT per table: a form of 450 rows as ORM objects cost more than reading it.
+    One bulk insert per table (`queries.insert_values`), rows built as tuples: a form of 450
+    rows as ORM objects, or even through the ORM's bulk INSERT, cost more than reading it.
     """
-    batches: dict[Any, list[dict[str, Any]]] = {}
+    texts: list[tuple[Any, ...]] = []  # the free-text parts share one table
     for part, rows in data.parts.items():
-        for row_no, row in enumerate(rows, start=1):
-            model, values = _row_values(part, submission_id, row_no, row)
-            batches.setdefault(model, []).append(values)
-    for model, values_list in batches.items():
-        session.execute(insert(model), values_list)
+        table = _ROW_TABLES.get(part)
+        if table is None:
+            texts += [(submission_id, n, part, _free_text(row)) for n, row in enumerate(rows, 1)]
+            continue
+        model, columns = table
+        converters = list(columns.items())
+        values = [
+            (
+                submission_id,
+                row_no,
+                *[convert(row.get(key)) for key, convert in converters],
+                # usually every key is a typed column: then `extra` is empty without building it
+                _plain(row, columns) if row.keys() - columns.keys() else {},
+            )
+            for row_no, row in enumerate(rows, start=1)
+        ]
+        queries.insert_values(
+            session, model, ("submission_id", "row_no", *columns, "extra"), values
+        )
+    queries.insert_values(session, FormText, ("submission_id", "row_no", "part", "text"), texts)
 
 
-def _row_values(
-    part: str, submission_id: int, row_no: int, row: dict[str, Any]
-) -> tuple[Any, dict[str, Any]]:
-    base = {"submission_id": submission_id, "row_no": row_no}
-    if part in _ROW_TABLES:
-        model, columns = _ROW_TABLES[part]
-        values = {key: convert(row.get(key)) for key, convert in columns.items()}
-        return model, {**base, **values, "extra": _plain(row, columns)}
+def _free_text(row: dict[str, Any]) -> str:
     text = row.get("text")
     if text is None:
         text = " | ".join(
             str(v) for k, v in row.items() if v not in (None, "") and not k.startswith("_")
         )
-    return FormText, {**base, "part": part, "text": str(text)}
+    return str(text)
 
 
 def _int(value: Any) -> int | None:
@@ -299,23 +348,24 @@ _ROW_TABLES: dict[str, tuple[type[Any], dict[str, Callable[[Any], Any]]]] = {
 def _store_problems(
     session: Session, message_id: int, submission_id: int | None, problems: list[Problem]
 ) -> None:
-    for p in problems:
-        session.add(
-            ProblemRow(
-                message_id=message_id,
-                submission_id=submission_id,
-                severity=p.severity,
-                code=p.code[:60],
-                message_th=p.message_th,
-                filename=p.filename,
-                sheet=p.sheet,
-                part=p.part,
-                row=p.row,
-                column=p.column,
-                cell=p.cell,
-                table_no=p.table,
-            )
-        )
+    rows = [
+        {
+            "message_id": message_id,
+            "submission_id": submission_id,
+            "severity": p.severity,
+            "code": p.code[:60],
+            "message_th": p.message_th,
+            "filename": p.filename,
+            "sheet": p.sheet,
+            "part": p.part,
+            "row": p.row,
+            "column": p.column,
+            "cell": p.cell,
+            "table_no": p.table,
+        }
+        for p in problems
+    ]
+    queries.insert_rows(session, ProblemRow, rows)
 
 
 NO_ATTACHMENT = Problem(
@@ -326,7 +376,7 @@ NO_ATTACHMENT = Problem(
 
 
 def handle_no_form(
-    ctx: Decision, reading: Reading, attachment_ids: dict[int, int], result: Outcome
+    ctx: Decision, reading: Reading, attachments: StoredAttachments, result: Outcome
 ) -> None:
     """No readable form: tell the sender what to send instead, and show it to the coordinator."""
     session = ctx.session
@@ -346,9 +396,10 @@ def handle_no_form(
         form = FormOutcome(
             first, index if index is not None else -1, reading.message_match, sender_id, problems
         )
-        index = form.attachment_index
-        sha = _attachment_sha(session, attachment_ids.get(index))
-        submission = _submission(ctx, form, attachment_ids, SubmissionStatus.INVALID, sha)
+        sha = _attachment_sha(attachments, form.attachment_index)
+        history = queries.sender_history(session, sender_id, None)
+        ctx.know_deadline(sender_id, history.deadline_override)
+        submission = _submission(ctx, form, attachments, SubmissionStatus.INVALID, sha, history)
         _store_problems(session, ctx.message_id, submission.id, problems)
         result.submissions.append(submission.id)
     else:
@@ -460,22 +511,17 @@ def queue_reply(
         return
     sender_id = submission.sender_id if submission else sender_id
     dedupe_key = f"reply:{ctx.message_id}:{sender_id or '-'}:{filename or '-'}:{kind}"
-    if queries.outbox_key_exists(session, dedupe_key[:200]):
+    if ctx.replay and queries.outbox_key_exists(session, dedupe_key[:200]):
         return  # already answered (a reprocess must not answer twice)
     entry = svc.roster.by_id.get(sender_id) if sender_id else None
     replaces = None
     if submission is not None and submission.status == SubmissionStatus.VALID and not resend:
-        earlier = (
-            session.query(Submission)
-            .filter(
-                Submission.sender_id == submission.sender_id,
-                Submission.status == SubmissionStatus.VALID,
-                Submission.version < submission.version,
+        if submission.id in ctx.replaces:  # a version made by this decision
+            replaces = ctx.replaces[submission.id]
+        else:
+            replaces = queries.previous_valid_version(
+                session, submission.sender_id, submission.version
             )
-            .order_by(Submission.version.desc())
-            .first()
-        )
-        replaces = earlier.version if earlier else None
     reply = ReplyData(
         kind=kind,
         to_address=to,
@@ -512,29 +558,31 @@ def queue_reply(
     )
     recent = queries.replies_to_address_since(session, to, ctx.now - timedelta(days=1))
     capped = recent >= svc.settings.replies.per_recipient_daily_cap
-    row = Outbox(
-        message_id_header=message_id,
-        kind=kind,
-        to_address=to,
-        subject=subject,
-        raw=raw,
-        sender_id=sender_id if entry else None,
-        answers_message_id=ctx.message_id,
-        submission_id=submission.id if submission else None,
-        dedupe_key=dedupe_key[:200],
-        state=OutboxState.HELD if capped or ctx.hold else OutboxState.QUEUED,
-        last_error=ctx.hold or ("daily cap for this recipient reached" if capped else None),
-        created_at=ctx.now,  # the clock's now (INTAKE_NOW aware): the cap counts by it
-    )
-    session.add(row)
-    session.flush()
+    outbox_id = session.execute(
+        insert(Outbox)
+        .values(
+            message_id_header=message_id,
+            kind=kind,
+            to_address=to,
+            subject=subject,
+            raw=raw,
+            sender_id=sender_id if entry else None,
+            answers_message_id=ctx.message_id,
+            submission_id=submission.id if submission else None,
+            dedupe_key=dedupe_key[:200],
+            state=OutboxState.HELD if capped or ctx.hold else OutboxState.QUEUED,
+            last_error=ctx.hold or ("daily cap for this recipient reached" if capped else None),
+            created_at=ctx.now,  # the clock's now (INTAKE_NOW aware): the cap counts by it
+        )
+        .returning(Outbox.id)
+    ).scalar_one()
     if capped:
         queries.add_review(
             session,
             "reply_cap",
             f"ระงับการตอบกลับอัตโนมัติถึง {to}: เกิน {svc.settings.replies.per_recipient_daily_cap} ฉบับใน 24 ชั่วโมง",
             message_id=ctx.message_id,
-            outbox_id=row.id,
+            outbox_id=outbox_id,
         )
 
 

@@ -28,7 +28,7 @@ STATUS_TH = {"accepted": "รับแล้ว", "needs_correction": "รอแ
 KIND_TH = {"province": "จังหวัด", "cluster": "กลุ่มจังหวัด"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: half the cost of building 10,000 of them
 class EntityStatus:
     id: str
     kind: str

@@ -38,7 +38,7 @@ class ImapSettings(BaseModel):
     done_keyword: str = "$IntakeDone"
     done_folder: str = "intake/processed"
     timeout: float = 60.0  # seconds, on every socket operation
-    batch_size: int = 50  # messages per UID FETCH
+    batch_size: int = 50  # messages per UID FETCH, and per filing (STORE/MOVE) command
     sent_folder: str | None = None  # found by SPECIAL-USE \Sent when None
 
     def effective_port(self) -> int:

@@ -381,6 +381,16 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class Meta(Base):
+    """Small facts about the database itself, by key (e.g. `roster_fingerprint`: which roster
+    files the sender table was last synced from, so a start with the same files skips the sync)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_event"
 

@@ -211,6 +211,29 @@ def test_mark_done_move_files_into_the_done_folder_without_deleting(user: Doveco
     assert all(b"\\Deleted" not in item[b"FLAGS"] for item in moved.values())
 
 
+def test_mark_done_sends_one_command_per_batch_size(
+    user: DovecotUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backlog is filed in commands of batch_size UIDs: the command line and the parsed answer
+    stay the same size however many messages there are."""
+    uids = [user.append(make_raw(n)) for n in range(1, 6)]
+    caplog.set_level(logging.DEBUG, logger="imapclient.imaplib")
+
+    def commands(verb: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if f"UID {verb} " in r.getMessage()]
+
+    with Mailbox(user.settings(batch_size=2, done_keyword="$Done")) as box:
+        caplog.clear()
+        box.mark_done(uids)
+        assert len(commands("STORE")) == 3, commands("STORE")  # 2 + 2 + 1
+    assert all(user.flags(uid) == ("$Done",) for uid in uids)
+    with Mailbox(user.settings(batch_size=2, mark="move", done_folder="done")) as box:
+        caplog.clear()
+        box.mark_done(uids)
+        assert len(commands("MOVE")) == 3, commands("MOVE")
+    assert user.uids("INBOX") == [] and len(user.uids("done")) == 5
+
+
 def test_mark_done_gmail_label_on_a_plain_server_falls_back_to_the_keyword(
     user: DovecotUser,
 ) -> None:

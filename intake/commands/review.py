@@ -34,7 +34,7 @@ def _act(action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     from intake.review import ReviewError
     from storage.session import session_scope
 
-    svc = cli._services()
+    svc = cli._store()  # the database only: no form reader or mail code to load
     try:
         with session_scope(svc.factory) as session:
             done = action(session, *args, **kwargs)
@@ -71,7 +71,7 @@ def review_list(ctx: typer.Context) -> None:
     from intake.review import pending
     from storage.session import session_scope
 
-    svc = cli._services()
+    svc = cli._store()
     with session_scope(svc.factory) as session:
         entries = pending(session)
     render_pending(cli.console, entries)

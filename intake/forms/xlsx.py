@@ -200,7 +200,7 @@ def _shared_strings(zf: zipfile.ZipFile) -> list[str]:
                 break
     if not path or path not in zf.NameToInfo:
         return []
-    strings = []
+    strings: list[str] = []
     with zf.open(path) as fh:
         for _, si in etree.iterparse(fh, events=("end",), tag=_SI, **_parser_options()):
             if not strings:
