@@ -11,6 +11,7 @@ real command against a real Dovecot, an aiosmtpd server and SQLite or PostgreSQL
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from io import BytesIO
@@ -146,6 +147,7 @@ def main() -> None:
         dovecot.stop()
         if pg is not None:
             pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # archive and database: up to GBs at N=10,000
 
 
 if __name__ == "__main__":

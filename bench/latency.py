@@ -10,6 +10,7 @@ safety-net poll stays at its default (120 s), so every figure is the IDLE path.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import statistics
 import subprocess
@@ -85,6 +86,7 @@ def main() -> None:
         dovecot.stop()
         if pg is not None:
             pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # archive and database: up to GBs at N=10,000
 
 
 if __name__ == "__main__":

@@ -202,7 +202,10 @@ def main() -> None:
             tmp = Path(tempfile.mkdtemp(prefix=f"bench-report-{name}-"))
             url = pg.url(pg.create_database()) if pg else f"sqlite:///{tmp / 'intake.db'}"
             config = synthetic_config(tmp, senders) if senders else None
-            scenario(name, url, tmp, config, args)
+            try:
+                scenario(name, url, tmp, config, args)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
         if pg is not None:
             pg.stop()

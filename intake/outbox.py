@@ -45,6 +45,11 @@ class _Temporary(Exception):
     pass
 
 
+class _Unreachable(_Temporary):
+    """The server cannot be reached or refuses our login: no reply is at fault, and every other
+    reply of the round would wait for the same timeout (a backlog of 2,000 for hours)."""
+
+
 class _Permanent(Exception):
     pass
 
@@ -86,9 +91,11 @@ class SmtpTransport:
             if s.username:
                 conn.login(s.username, s.password.get_secret_value())
         except smtplib.SMTPAuthenticationError as exc:
-            raise _Temporary(f"SMTP login refused for {s.username!r} ({exc.smtp_code})") from None
+            raise _Unreachable(
+                f"SMTP login refused for {s.username!r} ({exc.smtp_code})"
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise _Temporary(
+            raise _Unreachable(
                 f"cannot reach SMTP server {s.host}:{s.effective_port()}: {type(exc).__name__}"
             ) from None
         return conn
@@ -137,7 +144,9 @@ def send_outbox(
     """Send every row QUEUED and due at the start once; dry run and disabled replies send nothing.
 
     The ids are read a page of `page` at a time (by id, so no row is looked at twice): a backlog
-    of replies is sent in the same memory as a handful.
+    of replies is sent in the same memory as a handful. When the server cannot be reached the
+    round ends at the first reply, which goes back to the queue with no attempt counted; the
+    rest wait, untouched, for the next cycle.
     """
     report = SendReport()
     if not replies.enabled or replies.dry_run:
@@ -149,7 +158,8 @@ def send_outbox(
             with session_scope(factory) as session:
                 due = queries.outbox_due(session, when, after_id=after, limit=page)
             for outbox_id in due:
-                _send_one(factory, transport, smtp.from_address, outbox_id, now, report)
+                if not _send_one(factory, transport, smtp.from_address, outbox_id, now, report):
+                    return report  # the server is unreachable: the next cycle tries again
             if len(due) < page:
                 return report
             after = due[-1]
@@ -164,26 +174,44 @@ def _send_one(
     outbox_id: int,
     now: Callable[[], datetime],
     report: SendReport,
-) -> None:
+) -> bool:
+    """Send one queued reply; False when the server could not be reached at all."""
     with session_scope(factory) as session:
         row = session.get(Outbox, outbox_id)
-        if row is None or not queries.transition_outbox(
+        if row is None:
+            return True
+        # read before the UPDATE, which also refreshes `row` (this attempt is counted once)
+        to, raw, attempts = row.to_address, row.raw, row.attempts + 1
+        if not queries.transition_outbox(
             session,
             outbox_id,
             OutboxState.QUEUED,
             state=OutboxState.SENDING,
             sending_at=now(),
-            attempts=row.attempts + 1,
+            attempts=attempts,
         ):
-            return  # another worker took it
-        to, raw, attempts = row.to_address, row.raw, row.attempts + 1
+            return True  # another worker took it
     log.info("outbox.sending id=%s to=%s", outbox_id, to)
     crash_point("before_smtp")
     try:
         answer = transport.send(mail_from, to, raw)
+    except _Unreachable as exc:
+        with session_scope(factory) as session:  # not this reply's fault: no attempt counted
+            queries.transition_outbox(
+                session,
+                outbox_id,
+                OutboxState.SENDING,
+                state=OutboxState.QUEUED,
+                attempts=attempts - 1,
+                last_error=str(exc),
+            )
+        report.deferred += 1
+        report.errors.append(str(exc))
+        log.warning("outbox.unreachable id=%s error=%s", outbox_id, exc)
+        return False
     except _Temporary as exc:
         _settle_temporary(factory, outbox_id, attempts, str(exc), now(), report)
-        return
+        return True
     except _Permanent as exc:
         with session_scope(factory) as session:
             queries.transition_outbox(
@@ -197,12 +225,12 @@ def _send_one(
         report.failed += 1
         report.errors.append(str(exc))
         log.warning("outbox.failed id=%s error=%s", outbox_id, exc)
-        return
+        return True
     except _Ambiguous as exc:
         # Leave it in SENDING: recover_sending() decides on the next run, never a blind resend.
         report.errors.append(str(exc))
         log.warning("outbox.unknown id=%s error=%s", outbox_id, exc)
-        return
+        return True
     crash_point("after_smtp")
     with session_scope(factory) as session:
         queries.transition_outbox(
@@ -216,6 +244,7 @@ def _send_one(
         )
     report.sent += 1
     log.info("outbox.sent id=%s to=%s", outbox_id, to)
+    return True
 
 
 def _settle_temporary(

@@ -14,6 +14,7 @@ from intake import cycle, pipeline
 from intake.outbox import send_outbox
 from storage import queries
 from tests.replies_env import ON_TIME, Harness, mail, make_harness, valid_form
+from tests.servers import StubTcpServer
 
 PROVINCES = ["เชียงใหม่", "ลำพูน", "เชียงราย", "ขอนแก่น", "ภูเก็ต", "สงขลา", "นครราชสีมา", "ชลบุรี"]
 N, BATCH = 10, 3
@@ -156,3 +157,26 @@ def test_the_outbox_is_read_and_sent_in_pages(
     assert len(h.smtp.messages) == N
     assert h.rows("select state, count(*) from outbox group by state") == [("sent", N)]
     assert send_outbox(h.svc.factory, s.smtp, s.replies, h.svc.clock.now).sent == 0
+
+
+def test_an_unreachable_smtp_server_ends_the_round_at_the_first_reply(
+    backlog: tuple[Harness, list[int]],
+) -> None:
+    """A server that hangs up is tried once per round, not once per queued reply (each would
+    wait for the same timeout); no reply is charged an attempt, and all go out once it is back."""
+    h, _ = backlog
+    h.svc.settings.replies.dry_run = True
+    h.poll()  # N replies queued, none sent
+    h.svc.settings.replies.dry_run = False
+    s = h.svc.settings
+    with StubTcpServer(close=True) as stub:  # accepts, then hangs up at once
+        down = s.smtp.model_copy(update={"port": stub.port, "security": "none"})
+        report = send_outbox(h.svc.factory, down, s.replies, h.svc.clock.now)
+        assert stub.accepted == 1
+    assert (report.sent, report.deferred, len(report.errors)) == (0, 1, 1)
+    assert "cannot reach" in report.errors[0]
+    assert h.rows("select state, attempts, count(*) from outbox group by state, attempts") == [
+        ("queued", 0, N)
+    ]
+    assert send_outbox(h.svc.factory, s.smtp, s.replies, h.svc.clock.now).sent == N
+    assert len(h.smtp.messages) == N

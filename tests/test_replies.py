@@ -216,6 +216,24 @@ def _one_ack(h, n: int = 1) -> None:  # type: ignore[no-untyped-def]
     h.user.append(mail(n, CM, SUBJECT, [valid_form("เชียงใหม่")]), ON_TIME)
 
 
+def test_a_reply_fails_after_exactly_the_allowed_temporary_attempts(harness):
+    """MAX_TEMPORARY_ATTEMPTS 4xx answers, each after its backoff, then FAILED and a review
+    item; one attempt fewer leaves it queued (each attempt is counted once)."""
+    from intake.outbox import MAX_TEMPORARY_ATTEMPTS
+
+    h = harness
+    h.smtp.fail_next("451 4.3.0 try again later", times=MAX_TEMPORARY_ATTEMPTS)
+    _one_ack(h)
+    h.poll("2024-01-20T10:00:00+07:00")  # attempt 1
+    for day in range(2, MAX_TEMPORARY_ATTEMPTS + 1):  # backoff is at most an hour
+        assert h.rows("select state, attempts from outbox") == [("queued", day - 1)]
+        h.at(f"2024-01-{19 + day:02d}T10:00:00+07:00")
+        h.send()
+    assert h.rows("select state, attempts from outbox") == [("failed", MAX_TEMPORARY_ATTEMPTS)]
+    assert h.smtp.data_attempts == MAX_TEMPORARY_ATTEMPTS and h.smtp.messages == []
+    assert "reply_failed" in h.review_reasons()
+
+
 def test_a_temporary_failure_is_retried_later_and_delivered_once(harness):
     h = harness
     h.smtp.fail_next("451 4.3.0 try again later")
