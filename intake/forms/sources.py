@@ -233,10 +233,10 @@ def _xlsx_direct(data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) ->
     grids, version = [], None
     with zipfile.ZipFile(BytesIO(data)) as zf:
         try:
-            sheets = xlsx.sheet_names(zf)
-            if len(sheets) > limits.max_sheets:
-                raise SourceProblem("too_large", f"มี {len(sheets)} แผ่นงาน")
-            for sheet in xlsx.read_sheets(zf, sheets, limits.max_rows, limits.max_columns):
+            package = xlsx.open_package(zf)
+            if len(package.sheets) > limits.max_sheets:
+                raise SourceProblem("too_large", f"มี {len(package.sheets)} แผ่นงาน")
+            for sheet in xlsx.read_sheets(zf, package, limits.max_rows, limits.max_columns):
                 if sheet.name == spec.template.marker_sheet:
                     version = _marker_version(sheet.rows[0] if sheet.rows else [], spec)
                     continue

@@ -103,9 +103,19 @@ def _refuse_dtd(node: Any, name: str) -> None:
         raise UnsafeXml(name)
 
 
-def sheet_names(zf: zipfile.ZipFile) -> list[tuple[str, str]]:
-    """(name, part path) of every worksheet in workbook order; chart sheets left out."""
-    workbook = _workbook_part(zf)
+@dataclass(frozen=True)
+class Package:
+    """What [Content_Types].xml and the workbook part say, each parsed once."""
+
+    sheets: list[tuple[str, str]]  # (name, part path) of every worksheet, in workbook order
+    epoch: Any  # 1900 or 1904 date system
+    shared_strings: str | None  # part path, if the workbook has one
+
+
+def open_package(zf: zipfile.ZipFile) -> Package:
+    """The worksheets (chart sheets left out), the date system and where the strings are."""
+    types = _content_types(zf)
+    workbook = next((types[t] for t in WORKBOOK_TYPES if t in types), "xl/workbook.xml")
     root = _parse(zf, workbook)
     if root.tag.startswith(f"{{{STRICT}}}"):
         raise Unsupported("strict Open XML")
@@ -121,15 +131,19 @@ def sheet_names(zf: zipfile.ZipFile) -> list[tuple[str, str]]:
         if "chartsheet" in kind or target not in zf.NameToInfo:
             continue
         sheets.append((sheet.get("name") or "", target))
-    return sheets
+    props = root.find(f"{{{MAIN}}}workbookPr")
+    date1904 = props is not None and props.get("date1904") in ("1", "true")
+    epoch = CALENDAR_MAC_1904 if date1904 else WINDOWS_EPOCH
+    return Package(sheets, epoch, types.get(SHARED_STRINGS_TYPE))
 
 
 def read_sheets(
-    zf: zipfile.ZipFile, sheets: list[tuple[str, str]], max_rows: int, max_columns: int
+    zf: zipfile.ZipFile, package: Package, max_rows: int, max_columns: int
 ) -> Iterator[SheetValues]:
     """The values of each sheet, one sheet at a time."""
-    book = _book(zf)
-    for name, path in sheets:
+    dates, durations = _date_styles(zf)
+    book = _Book(_shared_strings(zf, package.shared_strings), dates, durations, package.epoch)
+    for name, path in package.sheets:
         if zf.getinfo(path).file_size <= WHOLE_SHEET_BYTES:
             root = _parse(zf, path)
             yield _read_sheet(root.iter(_ROW), name, book, max_rows, max_columns)
@@ -151,13 +165,16 @@ def _streamed(events: Iterator[tuple[str, Any]], name: str) -> Iterator[Any]:
         previous = row
 
 
-def _workbook_part(zf: zipfile.ZipFile) -> str:
-    if "[Content_Types].xml" in zf.NameToInfo:
-        types = _parse(zf, "[Content_Types].xml")
-        for override in types.iter(f"{{{CONTENT_TYPES}}}Override"):
-            if override.get("ContentType") in WORKBOOK_TYPES:
-                return (override.get("PartName") or "").lstrip("/")
-    return "xl/workbook.xml"
+def _content_types(zf: zipfile.ZipFile) -> dict[str, str]:
+    """Content type -> path of the first part declared with it."""
+    if "[Content_Types].xml" not in zf.NameToInfo:
+        return {}
+    found: dict[str, str] = {}
+    for override in _parse(zf, "[Content_Types].xml").iter(f"{{{CONTENT_TYPES}}}Override"):
+        found.setdefault(
+            override.get("ContentType") or "", (override.get("PartName") or "").lstrip("/")
+        )
+    return found
 
 
 def _relationships(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
@@ -180,24 +197,8 @@ def _relationships(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]
     return out
 
 
-def _book(zf: zipfile.ZipFile) -> _Book:
-    workbook = _parse(zf, _workbook_part(zf))
-    props = workbook.find(f"{{{MAIN}}}workbookPr")
-    date1904 = props is not None and props.get("date1904") in ("1", "true")
-    dates, durations = _date_styles(zf)
-    return _Book(
-        _shared_strings(zf), dates, durations, CALENDAR_MAC_1904 if date1904 else WINDOWS_EPOCH
-    )
-
-
-def _shared_strings(zf: zipfile.ZipFile) -> list[str]:
+def _shared_strings(zf: zipfile.ZipFile, path: str | None) -> list[str]:
     """Each string's plain text (runs joined, phonetic guides left out), as openpyxl has it."""
-    path = None
-    if "[Content_Types].xml" in zf.NameToInfo:
-        for override in _parse(zf, "[Content_Types].xml").iter(f"{{{CONTENT_TYPES}}}Override"):
-            if override.get("ContentType") == SHARED_STRINGS_TYPE:
-                path = (override.get("PartName") or "").lstrip("/")
-                break
     if not path or path not in zf.NameToInfo:
         return []
     strings: list[str] = []
