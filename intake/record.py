@@ -19,8 +19,8 @@ from intake import message as mail
 from intake.archive import sha256_hex
 from intake.clock import as_utc
 from intake.forms.model import FormData, FormResult, Problem
+from intake.receipts import new_receipt
 from intake.replies import PART_TITLES_TH, ReplyData, build_mime, new_message_id, sender_title
-from intake.thai import be_year
 from storage import queries
 from storage.models import (
     Approach,
@@ -128,7 +128,7 @@ def store_form(
         )
         queue_reply(ctx, "correction", None, form.problems, form.result.filename, None)
         return
-    file_sha = _attachment_sha(attachments, form.attachment_index)
+    _, file_sha = _stored(attachments, form.attachment_index)
     if ctx.hold:  # a roster address failed DMARC: not accepted until a person decides
         form.problems.append(_unverified_sender(ctx, form.result.filename))
     errors = [p for p in form.problems if p.severity == "error"]
@@ -178,14 +178,10 @@ def store_form(
     queue_reply(ctx, kind, submission, problems, form.result.filename, data)
 
 
-def _attachment_sha(attachments: StoredAttachments, index: int | None) -> str | None:
-    stored = attachments.get(index) if index is not None else None
-    return stored[1] if stored else None
-
-
-def _attachment_id(attachments: StoredAttachments, index: int | None) -> int | None:
-    stored = attachments.get(index) if index is not None else None
-    return stored[0] if stored else None
+def _stored(attachments: StoredAttachments, index: int | None) -> tuple[int | None, str | None]:
+    """(attachment row id, sha256) of the attachment at `index`; (None, None) for none."""
+    found = attachments.get(index) if index is not None else None
+    return found if found else (None, None)
 
 
 def _submission(
@@ -199,7 +195,7 @@ def _submission(
     """The submission this form makes: a new version, or on a replay the one it made before."""
     assert form.sender_id is not None
     session = ctx.session
-    attachment_id = _attachment_id(attachments, form.attachment_index)
+    attachment_id, _ = _stored(attachments, form.attachment_index)
     existing = (
         queries.submission_of_message(
             session, ctx.message_id, form.sender_id, attachment_id, form.result.sheet
@@ -245,15 +241,6 @@ def _submission(
 
 def _receipt(ctx: Decision) -> str:
     return new_receipt(ctx.session, ctx.received_at, ctx.svc.settings.campaign)
-
-
-def new_receipt(session: Session, received_at: datetime, campaign: str) -> str:
-    """A readable running number per campaign and B.E. year of receipt: `2567-0001`.
-
-    The pipeline and the coordinator's hand decisions draw from the same counter."""
-    year = be_year(as_utc(received_at))
-    number = queries.next_counter(session, f"receipt:{campaign}:{year}")
-    return f"{year}-{number:04d}"
 
 
 def _text(value: Any) -> str | None:
@@ -396,7 +383,7 @@ def handle_no_form(
         form = FormOutcome(
             first, index if index is not None else -1, reading.message_match, sender_id, problems
         )
-        sha = _attachment_sha(attachments, form.attachment_index)
+        _, sha = _stored(attachments, form.attachment_index)
         history = queries.sender_history(session, sender_id, None)
         ctx.know_deadline(sender_id, history.deadline_override)
         submission = _submission(ctx, form, attachments, SubmissionStatus.INVALID, sha, history)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from intake.clock import as_utc
 from intake.errors import IntakeError
+from intake.receipts import new_receipt
 from intake.settings import os_user
 from storage import queries
 from storage import review_queries as rq
@@ -188,14 +189,6 @@ def add_address(session: Session, sender_id: str, address: str, actor: str, note
     return Done(f"{what} {address} ในรายชื่ออีเมลของ {sender.name_th}", sender.id)
 
 
-def _new_receipt(session: Session, when: datetime, campaign: str) -> str:
-    """The pipeline's receipt numbers (intake.record), imported only when one is made: that
-    module loads the form reader (openpyxl, ~150 ms), which `intake review` does not need."""
-    from intake.record import new_receipt
-
-    return new_receipt(session, when, campaign)
-
-
 def decide_submission(
     session: Session, submission_id: int, accept: bool, actor: str, note: str, *, campaign: str
 ) -> Done:
@@ -207,7 +200,7 @@ def decide_submission(
     submission.status = SubmissionStatus.VALID if accept else SubmissionStatus.INVALID
     submission.accepted_by, submission.note = actor, note.strip()
     if accept and submission.receipt is None:
-        submission.receipt = _new_receipt(session, submission.received_at, campaign)
+        submission.receipt = new_receipt(session, submission.received_at, campaign)
     queries.audit(
         session, actor, "accept_submission" if accept else "reject_submission",
         f"submission:{submission.id}",
@@ -246,7 +239,7 @@ def mark_received(
         status=SubmissionStatus.VALID,
         received_at=when,
         late=when > as_utc(own_deadline),
-        receipt=_new_receipt(session, when, campaign),
+        receipt=new_receipt(session, when, campaign),
         accepted_by=actor,
         note=note.strip() or None,
     )

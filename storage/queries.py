@@ -285,15 +285,6 @@ def next_version(session: Session, sender_id: str) -> int:
     return (current or 0) + 1
 
 
-def first_valid_submission(session: Session, sender_id: str) -> Submission | None:
-    return session.scalar(
-        select(Submission)
-        .where(Submission.sender_id == sender_id, Submission.status == SubmissionStatus.VALID)
-        .order_by(Submission.version)
-        .limit(1)
-    )
-
-
 def next_counter(session: Session, name: str) -> int:
     """Increment a named counter inside the caller's transaction and return the new value.
 
