@@ -21,7 +21,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 
-from intake.attachments import ZipBudget, expand_zip, safe_filename, sniff_kind
+from intake.attachments import Refusal, ZipBudget, expand_zip, safe_filename, size_th, sniff_kind
 from intake.mimetext import (
     UU_BLOCK,
     addresses,
@@ -42,7 +42,9 @@ from intake.mimetext import (
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps that keep a hostile message from exhausting memory or disk."""
+    """Caps that keep a hostile message from exhausting memory or disk: what a mail may carry
+    (attachments, zips in it). What reading one file may cost is `intake.forms.spec.Limits`.
+    A part refused here is a `Refusal` note that reaches the sender and the coordinator."""
 
     max_attachment_bytes: int = 25 * 1024 * 1024
     max_attachments: int = 50
@@ -182,10 +184,6 @@ class _Walk:
         return UU_BLOCK.sub(take, text)
 
 
-def _size_th(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB" if size >= 1024 * 1024 else f"{size:,} ไบต์"
-
-
 def _attachments(walk: _Walk, limits: Limits) -> tuple[list[Attachment], list[str]]:
     out: list[Attachment] = []
     notes: list[str] = []
@@ -197,8 +195,10 @@ def _attachments(walk: _Walk, limits: Limits) -> tuple[list[Attachment], list[st
             continue
         if len(raw.data) > limits.max_attachment_bytes:
             name = safe_filename(raw.filename, len(out) + 1, "other")
-            notes.append(f"ไฟล์แนบ {name} มีขนาด {_size_th(len(raw.data))} ใหญ่เกินกำหนด "
-                         f"{_size_th(limits.max_attachment_bytes)} จึงไม่ได้เปิดอ่าน")
+            notes.append(Refusal(
+                f"ไฟล์ {name} มีขนาด {size_th(len(raw.data))} ใหญ่เกินกำหนด "
+                f"{size_th(limits.max_attachment_bytes)} จึงไม่ได้เปิดอ่าน กรุณาลดขนาดไฟล์ "
+                "(เช่น ลบรูปภาพหรือแผ่นงานที่ไม่เกี่ยวข้องออก) แล้วส่งใหม่", name, "too_large"))
             continue
         kind = sniff_kind(raw.data, raw.filename, raw.content_type)
         name = safe_filename(raw.filename, len(out) + 1, kind, raw.data)
@@ -214,8 +214,8 @@ def _attachments(walk: _Walk, limits: Limits) -> tuple[list[Attachment], list[st
                 continue
         out.append(Attachment(name, raw.content_type, kind, raw.data, raw.origin))
     if dropped:
-        notes.append(f"อีเมลมีไฟล์แนบเกินกำหนด {limits.max_attachments} ไฟล์ "
-                     f"ไฟล์ที่เกินอีก {dropped} ไฟล์จึงไม่ได้เปิดอ่าน")
+        notes.append(Refusal(f"อีเมลมีไฟล์แนบเกินกำหนด {limits.max_attachments} ไฟล์ "
+                             f"ไฟล์ที่เกินอีก {dropped} ไฟล์จึงไม่ได้เปิดอ่าน", "", "too_large"))
     return out, notes
 
 

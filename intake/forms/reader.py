@@ -20,6 +20,7 @@ from intake.forms.spec import FormSpec
 from intake.forms.validate import check
 
 log = logging.getLogger(__name__)
+_OUT_OF_MEMORY = "การอ่านไฟล์นี้ใช้หน่วยความจำเกินขีดจำกัดที่ระบบอ่านได้"
 
 
 def read_forms(
@@ -45,9 +46,11 @@ def read_forms(
         source = open_source(kind, data, spec, wanted=wanted, budget=budget)
     except SourceProblem as exc:
         return [_refused(filename, spec, exc.code, exc.detail)]
-    except MemoryError:
-        return [_refused(filename, spec, "too_large", "")]
+    except MemoryError:  # the process's memory ceiling (intake/memguard.py) was reached
+        return [_refused(filename, spec, "too_large", _OUT_OF_MEMORY)]
     except Exception as exc:  # noqa: BLE001 - a broken or hostile file is reported, never raised
+        if _out_of_memory(exc):
+            return [_refused(filename, spec, "too_large", _OUT_OF_MEMORY)]
         code = "unsafe_file" if _unsafe(exc) else "corrupt"
         log.info("%s refused as %s: %s: %s", filename, code, type(exc).__name__, exc)
         return [_refused(filename, spec, code, "อ่านโครงสร้างภายในไฟล์ไม่สำเร็จ")]
@@ -60,6 +63,15 @@ def read_forms(
     except Exception:  # noqa: BLE001 - a parser bug must not lose the attachment
         log.exception("reading %s failed", filename)
         return [_refused(filename, spec, "corrupt", "อ่านโครงสร้างแบบฟอร์มไม่สำเร็จ")]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """libxml2 hit the memory ceiling: lxml reports a failed allocation as a syntax error that
+    says "Memory allocation failed", or with no message at all ("unknown error")."""
+    text = str(exc).lower()
+    return "memory allocation failed" in text or (
+        type(exc).__name__ == "XMLSyntaxError" and text.startswith("unknown error")
+    )
 
 
 def _unsafe(exc: BaseException | None) -> bool:

@@ -70,3 +70,20 @@ def shared_strings_bomb(count: int = 9_500_000, province: str = "เชียง
         _repeat(fh, b"<si/>", count)
         fh.write(b"</sst>")
     return out.getvalue()
+
+
+@lru_cache(maxsize=2)
+def styles_bomb(megabytes: int = 40) -> bytes:
+    """A filled form whose styles part (parsed whole) carries `megabytes` of empty elements with
+    attributes: ~30 times its size as a tree. Only a description without limits lets it through."""
+    base = filled_form_bytes()
+    with ZipFile(BytesIO(base)) as zf:
+        styles = zf.read("xl/styles.xml")
+    head, sep, tail = styles.partition(b"<numFmts")
+    out, zout = _rebuilt(base, "xl/styles.xml", {})
+    with zout, zout.open("xl/styles.xml", "w", force_zip64=True) as fh:
+        fh.write(head)
+        unit = b'<x a="1" b="1"/>'
+        _repeat(fh, unit, megabytes * 1024 * 1024 // len(unit))
+        fh.write(sep + tail)
+    return out.getvalue()
