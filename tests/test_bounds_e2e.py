@@ -225,7 +225,8 @@ def test_the_memory_ceiling_turns_a_runaway_into_an_outcome(
     shutil.copytree(CONFIG_DIR, config)
     form = (config / "form.toml").read_text(encoding="utf-8")
     form = form.replace("max_xml_part_bytes = 10485760", "max_xml_part_bytes = 104857600")
-    form = form.replace("[limits]\n", "[limits]\nmax_xml_nodes = 100000000\n")
+    form = form.replace("max_xml_nodes = 500000", "max_xml_nodes = 100000000")
+    assert "max_xml_nodes = 100000000" in form and "max_xml_part_bytes = 104857600" in form
     (config / "form.toml").write_text(form, encoding="utf-8")
     (tmp_path / "intake.toml").write_text(f'config_dir = "{config}"\n', encoding="utf-8")
     _mail(tmp_path, 7, [("แบบฟอร์ม.xlsx", styles_bomb(), XLSX)])
