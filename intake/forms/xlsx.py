@@ -247,7 +247,7 @@ def read_sheets(zf: zipfile.ZipFile, package: Package, limits: Limits) -> Iterat
                 yield _read_sheet(rows, name, book, max_rows, max_columns)
                 continue
             del data
-        yield _read_sheet(stream_rows(zf, path, tally), name, book, max_rows, max_columns)
+        yield _read_sheet(_stream_rows(zf, path, tally), name, book, max_rows, max_columns)
 
 
 def _counted(rows: Iterator[Any], tally: _Tally) -> Iterator[Any]:
@@ -256,22 +256,18 @@ def _counted(rows: Iterator[Any], tally: _Tally) -> Iterator[Any]:
         yield row
 
 
-def stream_rows(
-    zf: zipfile.ZipFile, path: str, tally: _Tally, strict: bool = False
-) -> Iterator[Any]:
+def _stream_rows(zf: zipfile.ZipFile, path: str, tally: _Tally) -> Iterator[Any]:
     """Rows of a sheet as they are parsed, each cell counted as it ends and each row dropped
-    from the tree once read (with everything before it), so memory stays flat. `strict`
-    also matches rows and cells outside the transitional namespace (strict Open XML)."""
-    tags = ("{*}c", "{*}row") if strict else (_C, _ROW)
+    from the tree once read (with everything before it), so memory stays flat."""
     with zf.open(path) as fh:
         source = _Metered(fh, path)
-        events = etree.iterparse(source, events=("end",), tag=tags, **_parser_options())
+        events = etree.iterparse(source, events=("end",), tag=(_C, _ROW), **_parser_options())
         first = True
         for _, element in events:
             if first:
                 _refuse_dtd(element, path)
                 first = False
-            if element.tag[-2:] == "}c":
+            if element.tag == _C:
                 tally.cell(element.getparent())
                 continue
             tally.row(element)
