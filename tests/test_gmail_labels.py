@@ -39,7 +39,9 @@ def gmail(tmp_path, database_url, imap_user, smtp_server) -> Iterator[Any]:  # t
     base, user = imap_user
     with GmailLabelProxy(user.server.port) as proxy:
         imap = proxy.imap_settings(base)
-        runner = IntakeRunner(settings_env(tmp_path, database_url, imap, smtp_server.smtp_settings()))
+        runner = IntakeRunner(
+            settings_env(tmp_path, database_url, imap, smtp_server.smtp_settings())
+        )
         runner("db", "upgrade")
         uids = [
             user.append(_mail(1, "saraban@chiangmai.go.th", "เชียงใหม่",
@@ -68,7 +70,8 @@ def test_poll_files_with_the_gmail_label_and_a_second_poll_changes_nothing(gmail
     assert not any("$IntakeDone" in user.flags(uid) for uid in uids)  # a label, not the keyword
     assert {r[0] for r in rows(url, "select state from message")} == {"done"}
     assert sorted(m.message["X-Intake-Kind"] for m in smtp.messages) == [
-        "acknowledgement", "correction",
+        "acknowledgement",
+        "correction",
     ]
     stores = proxy.label_stores
     assert stores >= 1
@@ -89,7 +92,8 @@ def test_a_refused_label_neither_stops_the_replies_nor_loses_the_filing(gmail):
     assert "not filed on the server yet" in refused.stderr and "Failure" in refused.stderr
     assert proxy.label_stores >= 1
     assert sorted(m.rcpt_tos[0] for m in smtp.messages) == [
-        "lamphun.office@gmail.com", "saraban@chiangmai.go.th",
+        "lamphun.office@gmail.com",
+        "saraban@chiangmai.go.th",
     ]  # every reply went
     assert {r[0] for r in rows(url, "select state from message")} == {"processed"}
     assert all(r[0] is None for r in rows(url, "select marked_at from message_location"))
