@@ -120,9 +120,8 @@ def test_only_claims_nobody_can_still_be_sending_are_settled(database_url):
     }
     report = recover_sending(factory, frozen, lambda message_id: message_id == "<o1@intake.test>")
     with session_scope(factory) as session:
-        states = {
-            case: session.get(Outbox, outbox_id).state for case, outbox_id in rows_by_case.items()
-        }
+        found = {case: session.get(Outbox, outbox_id) for case, outbox_id in rows_by_case.items()}
+        states = {case: row.state for case, row in found.items() if row is not None}
     assert states == {
         "ours, not in flight": OutboxState.SENT,  # found in Sent
         "a dead process here": OutboxState.HELD,
@@ -136,7 +135,7 @@ def test_only_claims_nobody_can_still_be_sending_are_settled(database_url):
 
 def test_a_reply_this_process_is_sending_right_now_is_left_alone(database_url):
     """A cycle starting while another thread of the same worker (reminders, say) is mid-send."""
-    from intake.outbox import send_outbox
+    from intake.outbox import SmtpTransport, send_outbox
     from intake.settings import RepliesSettings, SmtpSettings
 
     factory = session_factory(make_engine(database_url))
@@ -149,7 +148,7 @@ def test_a_reply_this_process_is_sending_right_now_is_left_alone(database_url):
         )  # fmt: skip
     seen: list[tuple[OutboxState, int]] = []
 
-    class Transport:
+    class Transport(SmtpTransport):
         def send(self, mail_from: str, to: str, raw: bytes) -> str:
             report = recover_sending(factory, datetime.now(UTC), lambda _message_id: False)
             with session_scope(factory) as session:
@@ -160,9 +159,8 @@ def test_a_reply_this_process_is_sending_right_now_is_left_alone(database_url):
         def close(self) -> None:
             pass
 
-    sent = send_outbox(
-        factory, SmtpSettings(), RepliesSettings(), lambda: datetime.now(UTC), Transport()
-    )  # type: ignore[arg-type]
+    smtp = SmtpSettings()
+    sent = send_outbox(factory, smtp, RepliesSettings(), lambda: datetime.now(UTC), Transport(smtp))
     assert seen == [(OutboxState.SENDING, 0)]  # mid-send: not taken for a leftover
     assert sent.sent == 1
     with session_scope(factory) as session:
