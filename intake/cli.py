@@ -156,6 +156,8 @@ def poll(
     """
     import time
 
+    from rich.markup import escape
+
     from intake.cycle import LeaseBusy, poll_with_lease
 
     svc = _services()
@@ -169,6 +171,8 @@ def poll(
         except LeaseBusy as exc:
             _fail(EXIT_LEASE, f"{exc}; `intake status` shows it (it polls already)")
         _print_cycle(report)
+        for error in report.file_errors[:1]:  # an outcome, not a failure: the next cycle files
+            err.print(f"[yellow]not filed on the server yet:[/] {escape(error)}", highlight=False)
         if once:
             return
         time.sleep(120)

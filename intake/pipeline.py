@@ -29,7 +29,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake import message as mail
@@ -415,6 +415,7 @@ class CycleReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     send_errors: list[str] = field(default_factory=list)
+    file_errors: list[str] = field(default_factory=list)  # step 8 failed: filed next cycle
 
 
 Progress = Callable[[str, int, int], None]
@@ -464,8 +465,10 @@ def mailbox_key(settings: Settings) -> str:
 def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
     """One full cycle: fetch new mail, process it, file it on the server, send the outbox.
 
-    Raises MailboxUnavailable / MailboxLoginFailed when the mailbox cannot be used; a bad message
-    is an outcome, not an error.
+    Raises MailboxUnavailable / MailboxLoginFailed when the mailbox cannot be used (to connect,
+    fetch); a bad message is an outcome, not an error. So is a filing failure (step 8): it is
+    logged and kept in `file_errors`, the replies still go, and the messages stay PROCESSED for
+    the next cycle to file. Replies a crash cut off mid-send are settled first.
     """
     from intake.mailbox import Mailbox
 
@@ -473,6 +476,7 @@ def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
     key = mailbox_key(svc.settings)
     with Mailbox(svc.settings.imap) as box:
         state = box.state()
+        _recover_sending(svc, box)  # under the lease: a SENDING row nobody sends now is settled
         with session_scope(svc.factory) as session:
             cursor = queries.get_cursor(session, key)
             last_uid = cursor.last_uid if cursor else 0
@@ -502,11 +506,19 @@ def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
             with session_scope(svc.factory) as session:
                 queries.set_cursor(session, key, state.uidvalidity, last_uid)
 
-        def file_batch(message_ids: list[int]) -> None:  # step 8 for a batch just decided
-            report.marked += mark_handled(svc, box, key, state.uidvalidity, message_ids)
+        def file_batch(message_ids: list[int] | None = None) -> None:  # step 8, never raises
+            if report.file_errors:
+                return  # it failed once this cycle: the next cycle files these
+            try:
+                report.marked += mark_handled(svc, box, key, state.uidvalidity, message_ids)
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - filing must not stop replies or messages
+                log.warning("mailbox.file_failed error=%s: filed by the next cycle", exc)
+                report.file_errors.append(f"{type(exc).__name__}: {exc}")
 
         process_pending(svc, report, progress, file_batch)  # steps 3-7, filing as it goes
-        report.marked += mark_handled(svc, box, key, state.uidvalidity)  # step 8 for the rest
+        file_batch()  # step 8 for the rest
         report.sent = _send(svc, report, box)
     return report
 
@@ -540,9 +552,25 @@ def mark_handled(
 
 
 def _send(svc: Services, report: CycleReport, box: Any | None) -> int:
-    from intake.outbox import recover_sending, send_outbox
+    from intake.outbox import send_outbox
 
-    sent_folder = box.sent_folder() if box is not None else None
+    _recover_sending(svc, box)
+    sent = send_outbox(svc.factory, svc.settings.smtp, svc.settings.replies, svc.clock.now)
+    report.send_errors.extend(sent.errors)
+    return sent.sent
+
+
+def _recover_sending(svc: Services, box: Any | None) -> None:
+    """Settle replies left in SENDING (intake.outbox.recover_sending), looking in Sent over
+    `box`; with a mailbox that cannot be asked now, they wait for a cycle that can."""
+    from intake.errors import MailboxUnavailable
+    from intake.outbox import recover_sending
+
+    try:
+        sent_folder = box.sent_folder() if box is not None else None
+    except MailboxUnavailable as exc:
+        log.warning("outbox.recovery_deferred error=%s", exc)
+        return
 
     def found_in_sent(message_id: str) -> bool:
         if box is None or sent_folder is None:
@@ -554,9 +582,6 @@ def _send(svc: Services, report: CycleReport, box: Any | None) -> int:
             return False
 
     recover_sending(svc.factory, svc.clock.now(), found_in_sent)
-    sent = send_outbox(svc.factory, svc.settings.smtp, svc.settings.replies, svc.clock.now)
-    report.send_errors.extend(sent.errors)
-    return sent.sent
 
 
 def import_files(

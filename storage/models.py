@@ -351,7 +351,8 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     smtp_response: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    sending_at: Mapped[datetime | None]
+    sending_at: Mapped[datetime | None]  # by the real clock: when the claim below was made
+    sending_by: Mapped[str | None] = mapped_column(String(200))  # host:pid:token of the sender
     sent_at: Mapped[datetime | None]
 
 

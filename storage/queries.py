@@ -391,14 +391,15 @@ def outbox_due(
 
 def outbox_keys_in_state(
     session: Session, state: OutboxState
-) -> list[tuple[int, str, datetime | None]]:
-    """(id, Message-ID, sending_at) of the rows in `state`: the columns only, never the raw MIME."""
+) -> list[tuple[int, str, datetime | None, str | None]]:
+    """(id, Message-ID, sending_at, sending_by) of the rows in `state`: the columns only, never
+    the raw MIME."""
     rows = session.execute(
-        select(Outbox.id, Outbox.message_id_header, Outbox.sending_at)
+        select(Outbox.id, Outbox.message_id_header, Outbox.sending_at, Outbox.sending_by)
         .where(Outbox.state == state)
         .order_by(Outbox.id)
     )
-    return [(outbox_id, message_id, sending_at) for outbox_id, message_id, sending_at in rows]
+    return [(outbox_id, message_id, at, by) for outbox_id, message_id, at, by in rows]
 
 
 def transition_outbox(
