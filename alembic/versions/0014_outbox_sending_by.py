@@ -1,6 +1,6 @@
 """outbox.sending_by: which process claimed a reply for sending
 
-Revision ID: 0014_mailbox
+Revision ID: 0014
 Revises: 0013
 
 A row left in SENDING by a crash is settled when the service restarts: the claim names the process
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0014_mailbox"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
