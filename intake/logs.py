@@ -125,7 +125,7 @@ def configure(
 
 def settings_secrets(settings: Any) -> list[str]:
     """Every secret the settings hold, for redaction."""
-    from sqlalchemy.engine import make_url
+    from intake.settings import database_passwords
 
     found = [
         settings.imap.password.get_secret_value(),
@@ -134,10 +134,5 @@ def settings_secrets(settings: Any) -> list[str]:
     web = getattr(settings, "web", None)
     if web is not None and hasattr(web, "token"):
         found.append(web.token.get_secret_value())
-    try:
-        password = make_url(settings.effective_database_url).password
-    except Exception:  # noqa: BLE001 - an unparsable URL holds nothing we can find
-        password = None
-    if password:
-        found.append(str(password))
+    found += database_passwords(settings.effective_database_url)  # "@" in it included
     return [s for s in found if s]
