@@ -225,7 +225,8 @@ class Web:
         if bound not in WILDCARDS:
             names.add(bound)
         if public:
-            names.add(host_name(urlsplit(public).netloc.rpartition("@")[2]))
+            netloc = urlsplit(public if "//" in public else f"//{public}").netloc
+            names.add(host_name(netloc.rpartition("@")[2]))
         self.allowed_hosts = frozenset(n for n in names if n)
         shown = "127.0.0.1" if bound in WILDCARDS else bound
         self.own_url = self.public_url or f"http://{shown}:{self.port}"
