@@ -16,22 +16,36 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def parse_url(url: str) -> URL:
+    """`make_url`, except that an unencoded "@" in the password stays in the password.
+
+    SQLAlchemy ends the password at the first "@", so `u:p@ss@host/db` would connect to the host
+    `ss@host` (and name it, half the password, in the error). A host never holds "@": what
+    comes before its last "@" belongs to the password."""
     parsed = make_url(url)
+    host = parsed.host or ""
+    if "@" in host and parsed.password is not None:
+        extra, _, real_host = host.rpartition("@")
+        parsed = parsed.set(password=f"{parsed.password}@{extra}", host=real_host)
+    return parsed
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(parsed, pool_pre_ping=True, **kwargs)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -40,7 +40,9 @@ def _act(action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
             done = action(session, *args, **kwargs)
     except ReviewError as exc:
         cli._fail(2, str(exc))
-    cli.console.print(f"[green]✓[/] {done.message_th}", highlight=False)
+    from intake.display import safe_text
+
+    cli.console.print(f"[green]✓[/] {safe_text(done.message_th, multiline=True)}", highlight=False)
 
 
 def _instant(text: str) -> datetime:
@@ -78,6 +80,9 @@ def review_list(ctx: typer.Context) -> None:
 
 
 def render_pending(console: Console, entries: list[Any]) -> None:
+    """The queue as a table. Subjects, addresses and details come from mail: each passes
+    `safe_text` (markup escaped, control characters shown), never printed raw."""
+    from intake.display import safe_text as t
     from intake.review import OUTBOX_STATE_TH, reason_th
     from intake.thai import format_thai_datetime
 
@@ -91,19 +96,20 @@ def render_pending(console: Console, entries: list[Any]) -> None:
         mail = ""
         if e.message_id is not None:
             when = format_thai_datetime(e.received_at) if e.received_at else ""
-            mail = f"#{e.message_id} {e.from_address or '-'}\n{e.subject or ''}\n{when}"
+            mail = f"#{e.message_id} {t(e.from_address or '-')}\n{t(e.subject or '')}\n{when}"
         if e.outbox_id is not None:
             state = OUTBOX_STATE_TH.get(e.outbox_state or "", e.outbox_state)
-            mail += f"\nตอบกลับ #{e.outbox_id} ถึง {e.outbox_to} ({state})"
+            mail += f"\nตอบกลับ #{e.outbox_id} ถึง {t(e.outbox_to)} ({t(state)})"
         hints = []
         if e.message_id is not None and e.outbox_id is None:
             hints += [f"assign {e.message_id} SENDER"]
             if e.from_address:
-                hints += [f"add-address SENDER {e.from_address}"]
+                hints += [f"add-address SENDER {t(e.from_address)}"]
         if e.outbox_state in {"held", "failed"}:
             hints += [f"resend {e.outbox_id}", f"cancel {e.outbox_id}"]
         hints += [f"resolve {e.id} --note …"]
-        table.add_row(str(e.id), reason_th(e.reason), mail.strip(), e.detail, "\n".join(hints))
+        detail = t(e.detail, multiline=True)
+        table.add_row(str(e.id), t(reason_th(e.reason)), mail.strip(), detail, "\n".join(hints))
     console.print(table)
 
 
