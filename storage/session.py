@@ -30,8 +30,45 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
+    return engine
+
+
+def _without_nul(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _executemany: bool
+) -> tuple[str, Any]:
+    """Every text value bound to any statement (ORM, Core `insert(...)`, `text()`) loses its NUL
+    characters, here and only here: PostgreSQL refuses NUL in text (a DataError that would fail
+    the message after every retry), and SQLite keeps the same values so both stores agree. Mail
+    is hostile: an encoded NUL in a subject, a file name or a form cell must still be recorded.
+    Bytes (the raw archive is on disk, LargeBinary columns) are left alone."""
+    if _has_nul(parameters):
+        parameters = _strip_nul(parameters)
+    return statement, parameters
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k: _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_strip_nul(v) for v in value)
+    return value
 
 
 def _configure_sqlite(engine: Engine) -> None:
