@@ -39,7 +39,7 @@ from intake import record
 from intake.archive import Archive, sha256_hex
 from intake.auth import Verdict, dmarc_verdict
 from intake.clock import Clock, as_utc
-from intake.faults import crash_point
+from intake.faults import crash_point, fail_point
 from intake.forms import FormSpec, read_forms
 from intake.forms.model import FormResult, Problem
 from intake.identify import Identifier, Match
@@ -363,6 +363,7 @@ def process_message(svc: Services, message_id: int, identifier: Identifier) -> O
     try:
         raw = svc.archive.read(path)
         reading = read_message(svc, identifier, raw)
+        fail_point("decision", reading.parsed.message_id)
         return _commit(svc, message_id, reading, received_at, replay)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the worker
         log.exception("message.failed id=%s", message_id)
