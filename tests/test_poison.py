@@ -264,3 +264,21 @@ def test_every_hostile_file_parses_without_raising(path):
     assert len(parsed.subject) <= mail.MAX_HEADER_TEXT
     assert parsed.from_address == "" or "@" in parsed.from_address
     assert "\n" not in parsed.subject and "\r" not in parsed.subject
+
+
+def test_form_values_longer_than_their_columns_do_not_fail_the_message(tmp_path, database_url):
+    """PostgreSQL refuses a value longer than a VARCHAR (SQLite does not): a phone cell with three
+    numbers, a 400-character name or a long sheet name must not turn a form into FAILED there."""
+    svc = services(tmp_path, database_url)
+    form = filled_form_bytes(
+        "เชียงใหม่", phone="081-234-5678, 053-111-222 ต่อ 123, 053-111-333 ต่อ 124",
+        contact_name="ก" * 400, position="ข" * 400,
+    )  # fmt: skip
+    raw = build_submission(
+        subject="แบบฟอร์ม", from_="saraban@chiangmai.go.th", to="jpp.moi9999@gmail.com",
+        body="x", attachments=[("f.xlsx", form, XLSX)],
+    )  # fmt: skip
+    message_id, _ = pipeline.archive_message(svc, raw, RECEIVED, "import")
+    run_cycle(svc)
+    stored = row(svc, message_id)
+    assert (stored.state, stored.error) == (MessageState.PROCESSED, None)
