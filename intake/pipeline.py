@@ -119,7 +119,8 @@ def archive_message(
     field = functools.cache(functools.partial(_header, parsed))
     message_id = _clean_message_id(field("message-id"))
     bare = False  # True after the database refused the header values: the row without them
-    for attempt in range(3):
+    conflicted = False
+    while True:
         try:
             with session_scope(svc.factory) as session:
                 existing = _find_same_message(session, digest, message_id, field)
@@ -141,9 +142,10 @@ def archive_message(
                     )
                 return row_id, is_new
         except IntegrityError:
-            if attempt == 2:
+            if conflicted:
                 raise
             # another worker recorded the same message between our look-up and insert: look again
+            conflicted = True
         except DataError:
             if bare:
                 raise
@@ -151,7 +153,6 @@ def archive_message(
             # them (the raw bytes are archived; step 3 reads them from there)
             log.warning("archive.header_values_refused sha256=%s", digest, exc_info=True)
             bare, message_id = True, None
-    raise AssertionError("unreachable")
 
 
 def _no_header(_name: str) -> str:

@@ -43,31 +43,36 @@ def _without_nul(
     characters, here and only here: PostgreSQL refuses NUL in text (a DataError that would fail
     the message after every retry), and SQLite keeps the same values so both stores agree. Mail
     is hostile: an encoded NUL in a subject, a file name or a form cell must still be recorded.
-    Bytes (the raw archive is on disk, LargeBinary columns) are left alone."""
-    if _has_nul(parameters):
-        parameters = _strip_nul(parameters)
+    A lone surrogate (undecodable bytes carried through) becomes U+FFFD for the same reason:
+    neither driver can encode it. Bytes (LargeBinary columns) are left alone."""
+    if _unstorable(parameters):
+        parameters = _storable(parameters)
     return statement, parameters
 
 
-def _has_nul(value: Any) -> bool:
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable(value: Any) -> bool:
     if isinstance(value, str):
-        return "\x00" in value
+        return _BAD_TEXT.search(value) is not None
     if isinstance(value, dict):
-        return any(_has_nul(v) for v in value.values())
+        return any(_unstorable(v) for v in value.values())
     if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
+        return any(_unstorable(v) for v in value)
     return False
 
 
-def _strip_nul(value: Any) -> Any:
+def _storable(value: Any) -> Any:
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return _SURROGATE.sub("\ufffd", value.replace("\x00", ""))
     if isinstance(value, dict):
-        return {k: _strip_nul(v) for k, v in value.items()}
+        return {k: _storable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_strip_nul(v) for v in value]
+        return [_storable(v) for v in value]
     if isinstance(value, tuple):
-        return tuple(_strip_nul(v) for v in value)
+        return tuple(_storable(v) for v in value)
     return value
 
 

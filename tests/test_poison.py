@@ -128,10 +128,10 @@ def test_nul_is_removed_at_the_storage_layer_for_core_orm_and_text(tmp_path, dat
             )
             conn.execute(
                 text("update sender set name_en = :v where id = :id"),
-                {"v": "c\x00d", "id": "X-1"},
+                {"v": "c\x00d\udcff", "id": "X-1"},  # and a lone surrogate neither driver encodes
             )
             rows = conn.execute(text("select id, name_th, name_en from sender where id = 'X-1'"))
-            assert [tuple(r) for r in rows] == [("X-1", "กข", "cd")]
+            assert [tuple(r) for r in rows] == [("X-1", "กข", "cd\ufffd")]
     finally:
         engine.dispose()
 
