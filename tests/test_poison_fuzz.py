@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from intake import pipeline
-from storage.models import Message, MessageState, ReviewItem
+from intake.mimetext import is_address
+from storage.models import Message, MessageState, Outbox, ReviewItem
 from storage.session import session_scope
 from tests.forms.builders import filled_form_bytes, form_with_errors_bytes
 from tests.mime_builders import build_forward, build_submission
@@ -116,6 +117,14 @@ def _ends_as_an_outcome(svc: pipeline.Services, raw: bytes) -> None:
         row = session.get(Message, message_id)
         assert row is not None
         assert row.state in (MessageState.PROCESSED, MessageState.DONE, MessageState.FAILED)
+        # what was stored is bounded and clean, and only a real address is ever an address
+        for value in (row.subject, row.header_from, row.message_id_header):
+            assert value is None or (len(value) <= 998 and "\x00" not in value)
+        assert row.from_address is None or is_address(row.from_address)
+        recipients = session.scalars(
+            select(Outbox.to_address).where(Outbox.answers_message_id == message_id)
+        )
+        assert all(is_address(to) for to in recipients)
         if row.state == MessageState.FAILED:
             reasons = session.scalars(
                 select(ReviewItem.reason).where(ReviewItem.message_id == message_id)
