@@ -145,3 +145,22 @@ def test_import_judges_lateness_by_the_topmost_received_not_the_date(tmp_path, d
     assert (entities["TH-54"]["status"], entities["TH-54"]["late"]) == ("accepted", False)
     assert result.stderr.count("import.no_received_time") == 1
     assert "Date:" in result.stderr
+
+
+def test_two_mails_with_the_same_sender_and_subject_stay_two(env):
+    """Dedup is by message identity (bytes, or Message-ID with From and Date), never by subject:
+    a province sending twice under the same subject and Date has two versions."""
+    intake, user, smtp, url, _ = env
+    intake("db", "upgrade")
+    for n, phone in ((1, "053-111-222"), (2, "053-111-333")):  # two different forms
+        user.append(build_submission(
+            subject="ส่งแบบฟอร์มข้อมูล", from_="saraban@chiangmai.go.th",
+            to="jpp.moi9999@gmail.com", body="เรียน ผู้ประสานงาน\n",
+            attachments=[("แบบฟอร์ม.xlsx", filled_form_bytes("เชียงใหม่", phone=phone), XLSX)],
+            message_id=f"<same{n}@chiangmai.go.th>", date="Fri, 19 Jan 2024 09:00:00 +0700",
+        ), ON_TIME)  # fmt: skip
+    assert "fetched 2 (new 2)" in intake("poll", "--once").stdout
+    assert len(rows(url, "select id from message")) == 2
+    chiangmai = next(e for e in intake.report()["entities"] if e["id"] == "TH-50")
+    assert chiangmai["versions"] == 2
+    assert acknowledged(smtp) == ["saraban@chiangmai.go.th"] * 2
