@@ -67,7 +67,7 @@ class Attachment:
 class ParsedMessage:
     message_id: str | None  # without angle brackets
     subject: str
-    from_address: str  # lowercased addr-spec, "" when missing
+    from_address: str  # lowercased addr-spec; "" when missing or not an address (`<script>`)
     from_name: str
     reply_to: str | None
     to: list[str]

@@ -115,10 +115,13 @@ def test_every_hostile_file_is_an_outcome_through_intake_import(tmp_path, databa
     first.write_bytes(good(1, "เชียงใหม่", "saraban@chiangmai.go.th"))
     last.write_bytes(good(2, "ลำพูน", "lamphun.office@gmail.com"))
     intake("import", str(first), str(path), str(last))
-    states = rows(database_url, "select state from message")
-    assert len(states) == 3 and {s for (s,) in states} == {"done"}
+    states = rows(database_url, "select state, from_address, subject from message")
+    assert len(states) == 3 and {s for s, _, _ in states} == {"done"}
+    assert all(a is None or "@" in a for _, a, _ in states)  # never `<script>` or a bare word
+    assert all(len(s or "") <= 998 and "\x00" not in (s or "") for _, _, s in states)
     assert acknowledged(smtp_server) == GOOD_SENDERS
-    assert all("victim" not in " ".join(m.rcpt_tos) for m in smtp_server.messages)
+    recipients = [to for m in smtp_server.messages for to in m.rcpt_tos]
+    assert all("@" in to and "victim" not in to for to in recipients)
 
 
 RECEIVED_LATE = (
