@@ -167,3 +167,26 @@ def test_two_mails_with_the_same_sender_and_subject_stay_two(env):
     chiangmai = next(e for e in intake.report()["entities"] if e["id"] == "TH-50")
     assert chiangmai["versions"] == 2
     assert acknowledged(smtp) == ["saraban@chiangmai.go.th"] * 2
+
+
+def test_the_whole_hostile_corpus_over_imap_in_one_poll(env):
+    """Every nasty case in one mailbox between good mails: one `poll --once` exits 0, the cursor
+    passes all of them, each is a row that is decided and filed, the good ones are answered."""
+    intake, user, smtp, url, _ = env
+    intake("db", "upgrade")
+    user.append(good(1, "เชียงใหม่", "saraban@chiangmai.go.th"), ON_TIME)
+    appended = 1
+    for path in sorted(HOSTILE.glob("*.eml")):
+        raw = path.read_bytes()
+        if b"\x00" in raw:  # IMAP cannot carry a raw NUL (RFC 3501 literals); Gmail drops it
+            continue
+        user.append(raw, ON_TIME)
+        appended += 1
+    user.append(good(2, "ลำพูน", "lamphun.office@gmail.com"), ON_TIME)
+    appended += 1
+    result = intake("poll", "--once")
+    assert f"fetched {appended}" in result.stdout
+    states = [s for (s,) in rows(url, "select state from message")]
+    assert len(states) == appended and set(states) == {"done"}
+    assert acknowledged(smtp) == GOOD_SENDERS
+    assert "fetched 0" in intake("poll", "--once").stdout
