@@ -27,6 +27,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     func,
 )
@@ -48,6 +49,31 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON,
         list[str]: JSON,
     }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = getattr(cls, "__table__", None)
+        if table is not None:
+            for column in table.columns:
+                if type(column.type) is String and column.type.length:
+                    column.type = FittedString(column.type.length)
+
+
+class FittedString(TypeDecorator[str]):
+    """VARCHAR(n) that cuts a longer value to n characters on the way in, for every model
+    (`Base` gives it to each String(n) column). Mail and forms are hostile and careless: a phone
+    cell holding three numbers is a DataError on PostgreSQL that would fail the whole message
+    after every retry, while SQLite stores it whole; cut, both store the same and the message
+    is decided. Where the whole value matters the column is Text."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        length = getattr(self.impl, "length", None)
+        if isinstance(value, str) and length and len(value) > length:
+            return value[:length]
+        return value
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
