@@ -40,6 +40,7 @@ from storage.models import (
     SubmissionStatus,
     WorkerStatus,
 )
+from storage.session import storable
 
 # --- roster -------------------------------------------------------------------------------------
 
@@ -667,7 +668,7 @@ def insert_values(
         rows = _bound_values(table, columns, values, dialect, as_text)
         with raw.cursor() as cursor, cursor.copy(f"COPY {into} FROM STDIN") as copy:  # type: ignore[union-attr]
             for value in rows:
-                copy.write_row(value)
+                copy.write_row(storable(value))  # COPY bypasses the engine's NUL rule
     elif dialect.paramstyle == "qmark":
         marks = ", ".join("?" for _ in columns)
         conn.exec_driver_sql(

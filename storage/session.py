@@ -59,9 +59,13 @@ def _without_nul(
     is hostile: an encoded NUL in a subject, a file name or a form cell must still be recorded.
     A lone surrogate (undecodable bytes carried through) becomes U+FFFD for the same reason:
     neither driver can encode it. Bytes (LargeBinary columns) are left alone."""
-    if _unstorable(parameters):
-        parameters = _storable(parameters)
-    return statement, parameters
+    return statement, storable(parameters)
+
+
+def storable(parameters: Any) -> Any:
+    """The parameters with NUL removed and lone surrogates replaced (see `_without_nul`); the
+    same object when nothing needs it. Also for paths that bypass the cursor, such as COPY."""
+    return _storable(parameters) if _unstorable(parameters) else parameters
 
 
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, text
+from sqlalchemy.orm import sessionmaker
 
 from intake import message as mail
 from intake import pipeline
 from intake.bootstrap import open_services
 from intake.settings import load_settings
+from storage import queries
 from storage.models import Message, MessageState, Outbox, ReviewItem, Sender
 from storage.session import make_engine, session_scope
 from tests.forms.builders import filled_form_bytes
@@ -132,6 +134,24 @@ def test_nul_is_removed_at_the_storage_layer_for_core_orm_and_text(tmp_path, dat
             )
             rows = conn.execute(text("select id, name_th, name_en from sender where id = 'X-1'"))
             assert [tuple(r) for r in rows] == [("X-1", "กข", "cd\ufffd")]
+    finally:
+        engine.dispose()
+
+
+def test_nul_is_removed_on_the_bulk_path_too(tmp_path, database_url):
+    """Form rows go in by COPY on PostgreSQL, past the engine's hook: the same rule holds there."""
+    engine = make_engine(database_url)
+    try:
+        with session_scope(sessionmaker(engine)) as session:
+            queries.insert_values(
+                session, Sender,
+                ("id", "kind", "name_th", "name_en", "region_th", "region_en", "aliases",
+                 "expected", "sort_key"),
+                [("X-2", "province", "ก\x00ข", "e\udcfff", "", "", [], True, "")],
+            )  # fmt: skip
+        with engine.begin() as conn:
+            rows = conn.execute(text("select name_th, name_en from sender where id = 'X-2'"))
+            assert [tuple(r) for r in rows] == [("กข", "e\ufffdf")]
     finally:
         engine.dispose()
 
