@@ -70,6 +70,7 @@ def render_table(console: Console, report: StatusReport) -> None:
         for e in entities:
             style = STYLE[e.status]
             status = STATUS_TH[e.status] + (" (หลังกำหนด)" if e.late else "")
+            status += " (ผู้ส่งยังไม่ยืนยัน)" if e.verified is False else ""
             name = f"[bold]{e.name_th}[/]" if e.kind == "cluster" else f"   {e.name_th}"
             table.add_row(
                 name,
