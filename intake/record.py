@@ -144,7 +144,9 @@ def store_form(
     address = (ctx.parsed.from_address or "").strip().lower()
     history = queries.sender_history(session, form.sender_id, file_sha, address)
     ctx.know_deadline(form.sender_id, history.deadline_override)
-    verified = _verified(ctx, entry, address, history.address_verified)
+    # the coordinator said who sent this mail (`intake review assign`): that vouches for it
+    vouched = form.match.method == "coordinator"
+    verified = vouched or _verified(ctx, entry, address, history.address_verified)
     earlier = (
         queries.submission_by_version(session, form.sender_id, history.same_file_version)
         if history.same_file_version is not None
@@ -474,7 +476,8 @@ def handle_no_form(
         history = queries.sender_history(session, sender_id, None, address)
         ctx.know_deadline(sender_id, history.deadline_override)
         entry = ctx.svc.roster.by_id.get(sender_id)
-        verified = _verified(ctx, entry, address, history.address_verified)
+        vouched = reading.message_match.method == "coordinator"
+        verified = vouched or _verified(ctx, entry, address, history.address_verified)
         submission = _submission(
             ctx, form, attachments, SubmissionStatus.INVALID, sha, history, verified=verified
         )
