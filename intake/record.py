@@ -612,7 +612,7 @@ def queue_reply(
     address, which a robot marker (`ctx.silent`) rules out."""
     svc, session, parsed = ctx.svc, ctx.session, ctx.parsed
     copy = to is not None
-    to = (to if copy else parsed.from_address or "").lower()
+    to = ((to if copy else parsed.from_address) or "").lower()
     if not svc.settings.replies.enabled or not to or "@" not in to:
         return
     if ctx.silent and not copy:

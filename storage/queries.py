@@ -355,7 +355,8 @@ def sender_history(
             else false(),
         )
     ).one()
-    return SenderHistory(*row[:5], bool(row[5]))
+    last, last_valid, same_file, override, verified_valid, known = row
+    return SenderHistory(last, last_valid, same_file, override, verified_valid, bool(known))
 
 
 def verified_valid_before(session: Session, sender_id: str, version: int) -> bool:

@@ -392,3 +392,64 @@ def _harness_with_config(
         now=datetime.fromisoformat(NOW),
     )  # fmt: skip
     return Harness(open_services(settings), user, smtp, database_url)
+
+
+def test_the_page_confirms_and_rejects_like_the_command(tmp_path, database_url):
+    """The review queue on the page offers confirm and reject for a form from an unverified
+    address; each is one `intake.review` action with its audit event."""
+    import warnings
+
+    from intake.pipeline import import_files
+    from storage.session import migrate
+    from tests.coordinator_seed import seed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    from intake.web import create_app
+
+    migrate(database_url)
+    db = seed(tmp_path, database_url)
+    for n, contact in ((1, "นายปลอม แปลง"), (2, "นายสมศักดิ์ ช่วยงาน")):
+        raw = province_mail(60 + n, f"helper{n}@gmail.com", "ส่งข้อมูล", [_form("เชียงใหม่", contact)])
+        import_files(db.svc, [(raw, datetime.fromisoformat(f"2024-01-19T1{n}:00:00+07:00"))])
+    with db.svc.factory() as session:
+        from sqlalchemy import text
+
+        waiting = dict(
+            session.execute(
+                text(
+                    "select m.from_address, s.id from submission s join message m "
+                    "on m.id = s.message_id where s.status = 'pending' order by s.id"
+                )
+            ).all()
+        )
+    assert set(waiting) == {"helper1@gmail.com", "helper2@gmail.com"}
+    client = TestClient(create_app(db.svc, "127.0.0.1"), base_url="http://127.0.0.1",
+                        follow_redirects=False)
+    page = client.get("/review", headers={"accept": "text/html"}).text
+    assert 'data-action="confirm"' in page and 'value="confirm"' in page
+    marker = 'name="csrf" value="'
+    start = page.index(marker) + len(marker)
+    csrf = page[start : page.index('"', start)]
+    for action, address, note in (("reject", "helper1@gmail.com", "ไม่รู้จัก"),
+                                  ("confirm", "helper2@gmail.com", "")):
+        done = client.post("/act", data={"action": action, "csrf": csrf, "next": "/review",
+                                          "submission_id": str(waiting[address]), "note": note})
+        assert done.status_code == 303
+    with db.svc.factory() as session:
+        from sqlalchemy import text
+
+        statuses = dict(
+            session.execute(
+                text("select id, status from submission where id in (:a, :b)"),
+                {"a": waiting["helper1@gmail.com"], "b": waiting["helper2@gmail.com"]},
+            ).all()
+        )
+        actions = [a for (a,) in session.execute(text("select action from audit_event order by id"))]
+        learned = session.execute(
+            text("select source from sender_address where address = 'helper2@gmail.com'")
+        ).scalar_one()
+    assert statuses == {waiting["helper1@gmail.com"]: "invalid", waiting["helper2@gmail.com"]: "valid"}
+    assert actions[-2:] == ["reject_submission", "confirm_sender"] and learned == "confirmed"
+    db.svc.factory.kw["bind"].dispose()
