@@ -453,3 +453,25 @@ def test_the_page_confirms_and_rejects_like_the_command(tmp_path, database_url):
     assert statuses == {waiting["helper1@gmail.com"]: "invalid", waiting["helper2@gmail.com"]: "valid"}
     assert actions[-2:] == ["reject_submission", "confirm_sender"] and learned == "confirmed"
     db.svc.factory.kw["bind"].dispose()
+
+
+def test_the_senders_page_shows_a_waiting_unverified_form_as_such(tmp_path, database_url):
+    import warnings
+
+    from intake.pipeline import import_files
+    from storage.session import migrate
+    from tests.coordinator_seed import seed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    from intake.web import create_app
+
+    migrate(database_url)
+    db = seed(tmp_path, database_url)
+    raw = province_mail(70, ATTACKER, "ส่งข้อมูล", [_form("เชียงใหม่", "นายปลอม แปลง")])
+    import_files(db.svc, [(raw, datetime.fromisoformat("2024-01-19T11:00:00+07:00"))])
+    client = TestClient(create_app(db.svc, "127.0.0.1"), base_url="http://127.0.0.1")
+    page = client.get("/sender/TH-50", headers={"accept": "text/html"}).text
+    assert "รอผู้ประสานงานพิจารณา" in page and "ผู้ส่งยังไม่ยืนยัน" in page
+    db.svc.factory.kw["bind"].dispose()
