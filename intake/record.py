@@ -184,6 +184,9 @@ def store_form(
     _store_problems(session, ctx.message_id, submission.id, form.problems)
     result.submissions.append(submission.id)
     filename = form.result.filename
+    if submission.accepted_by is not None:  # a replay: a person decided (`intake review`);
+        return  # nothing to ask the coordinator or tell the sender again
+    verified = submission.verified
     if not expected:
         queries.add_review(
             session,
@@ -290,7 +293,9 @@ def _submission(
                 session, form.sender_id, existing.version
             ):
                 existing.status = SubmissionStatus.PENDING
-        existing.verified = verified
+            existing.verified = verified
+        else:  # a person accepted or rejected it: an acceptance vouched for it
+            existing.verified = existing.verified or verified
         if existing.status == SubmissionStatus.VALID and existing.receipt is None:
             existing.receipt = _receipt(ctx)
         return existing

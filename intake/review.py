@@ -211,6 +211,8 @@ def decide_submission(
     before = submission.status.value
     submission.status = SubmissionStatus.VALID if accept else SubmissionStatus.INVALID
     submission.accepted_by, submission.note = actor, note.strip()
+    if accept:  # a person vouches for this form (its address is not learned: see confirm)
+        submission.verified = True
     if accept and submission.receipt is None:
         submission.receipt = new_receipt(session, submission.received_at, campaign)
     closed = _close_items(
@@ -234,7 +236,8 @@ def confirm_submission(
 ) -> Done:
     """A person confirms that the address a form came from speaks for its sender: the address
     is learned (source `confirmed`), the form counts as verified, and one that waited (PENDING)
-    now counts with a receipt. The only way an address is learned from a mail."""
+    now counts with a receipt. The only way an address is learned from a mail. Like `accept`, a
+    replay keeps it (`accepted_by`)."""
     submission = _get(session, Submission, submission_id, "แบบฟอร์มลำดับที่")
     message = session.get(Message, submission.message_id) if submission.message_id else None
     address = ((message.from_address if message else None) or "").strip().lower()
@@ -248,6 +251,9 @@ def confirm_submission(
     before = submission.status.value
     new = queries.add_sender_address(session, sender.id, address, "confirmed")
     submission.verified = True
+    # a person's decision, like `accept`: a replay keeps it and asks nothing again
+    submission.accepted_by = actor
+    submission.note = note.strip() or f"ยืนยันอีเมลผู้ส่ง {address}"
     if submission.status == SubmissionStatus.PENDING:
         submission.status = SubmissionStatus.VALID
     if submission.status == SubmissionStatus.VALID and submission.receipt is None:

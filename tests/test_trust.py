@@ -475,3 +475,36 @@ def test_the_senders_page_shows_a_waiting_unverified_form_as_such(tmp_path, data
     page = client.get("/sender/TH-50", headers={"accept": "text/html"}).text
     assert "รอผู้ประสานงานพิจารณา" in page and "ผู้ส่งยังไม่ยืนยัน" in page
     db.svc.factory.kw["bind"].dispose()
+
+
+def test_a_replay_keeps_the_coordinators_decisions_and_asks_nothing_twice(harness, tmp_path):
+    """`intake reprocess` after confirm / accept / reject: the same outcome, no new review item,
+    no second mail."""
+    from intake.pipeline import reprocess
+
+    h = harness
+    _on_roster(h)
+    h.user.append(province_mail(9, CM, "เชียงใหม่", [valid_form("เชียงใหม่")]), ON_TIME)
+    for n, sender in ((1, "a@gmail.com"), (2, "b@gmail.com"), (3, "c@gmail.com")):
+        h.user.append(province_mail(n, sender, "x", [_form("เชียงใหม่", f"นาย ก {n}")]), ON_TIME)
+    h.poll()  # Chiang Mai's own form (v1); a, b and c wait (v2-v4)
+    rows = h.rows("select id, version, status, verified from submission order by version")
+    assert [r[1:] for r in rows] == [
+        (1, "valid", True), (2, "pending", False), (3, "pending", False), (4, "pending", False),
+    ]  # fmt: skip
+    ids = [str(r[0]) for r in rows]
+    cli = IntakeRunner(settings_env(tmp_path, h.url))
+    cli("review", "accept", ids[1], "--note", "ตรวจแล้ว")
+    cli("review", "confirm", ids[2])
+    cli("review", "reject", ids[3], "--note", "ไม่ใช่")
+    before = (h.rows("select version, status, verified, receipt from submission order by version"),
+              h.rows("select count(*) from outbox"))
+    assert [tuple(r[1:3]) for r in before[0]] == [
+        ("valid", True), ("valid", True), ("valid", True), ("invalid", False),
+    ]  # fmt: skip
+    assert h.rows("select count(*) from review_item where state = 'open'") == [(0,)]
+    reprocess(h.svc)
+    after = (h.rows("select version, status, verified, receipt from submission order by version"),
+             h.rows("select count(*) from outbox"))
+    assert after == before
+    assert h.rows("select count(*) from review_item where state = 'open'") == [(0,)]
