@@ -508,3 +508,36 @@ def test_a_replay_keeps_the_coordinators_decisions_and_asks_nothing_twice(harnes
              h.rows("select count(*) from outbox"))
     assert after == before
     assert h.rows("select count(*) from review_item where state = 'open'") == [(0,)]
+
+
+# --- the pure rules behind the above ---------------------------------------------------------------
+
+
+def test_receipt_numbers_are_read_only_after_the_word_for_them():
+    from intake.identify import receipts_in
+
+    assert receipts_in("Re: ส่งข้อมูล [เลขรับ 2567-0001]") == ["2567-0001"]
+    assert receipts_in("อ้างถึงเลขรับที่ ๒๕๖๗-๐๐๔๒ และเลขรับ: 2567-0042") == ["2567-0042"]
+    assert receipts_in("แผนงานปี 2567-2570") == []
+
+
+def test_the_thread_comes_after_a_known_address_and_before_names():
+    from intake.identify import Identifier
+
+    roster = load_roster(CONFIG_DIR / "senders")
+    ident = Identifier(roster, {"TH-50": {CM}})
+    assert ident.for_message("x@gmail.com", "ข้อมูลจังหวัดเชียงราย", "", "TH-51").sender_id == "TH-51"
+    assert ident.for_message(CM, "", "", "TH-51").sender_id == "TH-50"
+    assert ident.for_message("x@gmail.com", "เชียงราย", "", "TH-99").sender_id == "TH-57"
+    assert ident.by_address("script").reason == "unknown"
+
+
+def test_every_gmail_spelling_of_our_mailbox_is_the_same_mailbox():
+    from intake.message import mailbox_key
+
+    ours = mailbox_key("Jpp.moi9999@gmail.com")
+    for spelling in ("jppmoi9999@gmail.com", "J.P.P.MOI9999@googlemail.com",
+                     "jpp.moi9999+intake@gmail.com", "<jppmoi9999@GMAIL.COM>"):
+        assert mailbox_key(spelling) == ours, spelling
+    assert mailbox_key("jpp.moi9999@chiangmai.go.th") != ours
+    assert mailbox_key("saraban+x@chiangmai.go.th") == "saraban@chiangmai.go.th"
