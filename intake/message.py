@@ -322,6 +322,8 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMessage:
 
 _DAEMON_LOCALS = {"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"}
 _NOREPLY_LOCAL = re.compile(r"^(no-?reply|do-?not-?reply|donotreply)([-+._].*)?$")
+_PRECEDENCE_ROBOT = {"bulk", "list", "junk", "auto_reply", "auto-reply"}
+_GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 # Values of X-Auto-Response-Suppress that ask us, an auto-replier, to stay silent. "DR", "RN",
 # "NRN", "NDR" and "None" concern receipts only; Outlook users may send them on real submissions.
 _SUPPRESS_TOKENS = {"all", "autoreply", "oof"}
@@ -329,6 +331,25 @@ _SUPPRESS_TOKENS = {"all", "autoreply", "oof"}
 
 def _local_part(address: str) -> str:
     return address.rsplit("@", 1)[0].strip().lower()
+
+
+def _daemon(address: str) -> bool:
+    """MAILER-DAEMON / postmaster in any spelling: quoted, `_` or `.` for `-`, with a `+tag`."""
+    local = _local_part(address).strip('"').split("+", 1)[0].replace("_", "-").replace(".", "-")
+    return local in _DAEMON_LOCALS
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address reaches: Gmail ignores dots in the local part, a `+tag` and the
+    `googlemail.com` spelling, so `J.P.P.MOI9999+intake@googlemail.com` is `jppmoi9999@gmail.com`.
+    A `+tag` is dropped for other domains too (it never names another person's mailbox)."""
+    local, at, domain = address.strip().strip("<>").lower().rpartition("@")
+    if not at:
+        return address.strip().lower()
+    local = local.split("+", 1)[0]
+    if domain in _GMAIL_DOMAINS:
+        return f"{local.replace('.', '')}@gmail.com"
+    return f"{local}@{domain}"
 
 
 def _top_type(msg: ParsedMessage) -> tuple[str, str]:
@@ -343,7 +364,7 @@ def _top_type(msg: ParsedMessage) -> tuple[str, str]:
 def noise_reason(msg: ParsedMessage, own_addresses: frozenset[str] = frozenset()) -> str | None:
     """Why this message must never get an automatic reply (RFC 3834), or None when it may."""
     h = msg.headers
-    if msg.from_address and msg.from_address in {a.strip().lower() for a in own_addresses}:
+    if msg.from_address and mailbox_key(msg.from_address) in {mailbox_key(a) for a in own_addresses}:
         return "own-address"
     if _top_type(msg)[0] in ("multipart/report", "message/delivery-status"):
         return "delivery-report"
@@ -353,7 +374,7 @@ def noise_reason(msg: ParsedMessage, own_addresses: frozenset[str] = frozenset()
     if h.get("x-autoreply") or h.get("x-autorespond"):
         return "auto-reply-header"
     precedence = (h.get("precedence") or [""])[0].strip().lower()
-    if precedence in ("bulk", "list", "junk"):
+    if precedence in _PRECEDENCE_ROBOT:
         return f"precedence:{precedence}"
     if "list-id" in h:
         return "list-id"
@@ -363,7 +384,7 @@ def noise_reason(msg: ParsedMessage, own_addresses: frozenset[str] = frozenset()
     if suppress & _SUPPRESS_TOKENS:
         return "x-auto-response-suppress"
     local = _local_part(msg.from_address)
-    if local in _DAEMON_LOCALS:
+    if _daemon(msg.from_address):
         return "mailer-daemon"
     if _NOREPLY_LOCAL.match(local):
         return "noreply"
@@ -378,7 +399,7 @@ def is_bounce(msg: ParsedMessage) -> bool:
     media, report = _top_type(msg)
     if media == "multipart/report" and report in ("delivery-status", "global-delivery-status", ""):
         return True
-    return media == "message/delivery-status" or _local_part(msg.from_address) in _DAEMON_LOCALS
+    return media == "message/delivery-status" or _daemon(msg.from_address)
 
 
 _BODY_MSGID = re.compile(r"^[ \t>]*(?:original-)?message-id:\s*<([^<>\s]+)>", re.I | re.M)

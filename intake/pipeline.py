@@ -42,7 +42,7 @@ from intake.clock import Clock, as_utc
 from intake.faults import crash_point, fail_point
 from intake.forms import FormSpec, read_forms
 from intake.forms.model import FormResult, Problem
-from intake.identify import Identifier, Match
+from intake.identify import Identifier, Match, receipts_in
 from intake.mimetext import header_text
 from intake.replies import Renderer
 from intake.roster import Roster
@@ -262,15 +262,21 @@ class Reading:
 
 
 def read_message(svc: Services, identifier: Identifier, raw: bytes) -> Reading:
+    """Steps 3-6. A robot marker (step 4) decides whether the sender is answered, never whether
+    the mail is read: a form from a document system's `noreply@` counts like any other."""
     parsed = mail.parse(raw)  # 3 parse
     noise = mail.noise_reason(parsed, svc.own_addresses)  # 4 classify
     reading = Reading(parsed=parsed, noise=noise)
-    if noise:
-        return reading
     replies = svc.settings.replies
     reading.auth = dmarc_verdict(parsed.headers, replies.authserv_id, parsed.from_address)
+    thread = None  # a reply to a mail of ours: the sender that mail was about (a read only)
+    ours = [i for i in (parsed.in_reply_to, *reversed(parsed.references)) if i]
+    receipts = receipts_in(parsed.subject)
+    if ours or receipts:
+        with session_scope(svc.factory) as session:
+            thread = queries.sender_of_our_mail(session, ours, receipts)
     reading.message_match = identifier.for_message(
-        parsed.forwarded_from or parsed.from_address, parsed.subject, parsed.body_text
+        parsed.forwarded_from or parsed.from_address, parsed.subject, parsed.body_text, thread
     )
     for index, attachment in enumerate(parsed.attachments):  # 5 read
         if attachment.kind in {"text"}:
@@ -333,7 +339,9 @@ class AssignedIdentifier(Identifier):
         match = super().by_form_name(name, kind_label)
         return match if match.sender_id else Match(self.assigned, "coordinator")
 
-    def for_message(self, from_address: str | None, subject: str, body: str) -> Match:
+    def for_message(
+        self, from_address: str | None, subject: str, body: str, thread: str | None = None
+    ) -> Match:
         return Match(self.assigned, "coordinator")
 
 
@@ -432,21 +440,27 @@ def _commit(
             return Outcome(message_id, None, claimed=False)
         attachments = record.store_attachments(session, message_id, parsed, replay)
         result = Outcome(message_id, outcome_kind, claimed=True)
-        ctx = record.Decision(svc, session, message_id, parsed, received_at, now, replay=replay)
+        ctx = record.Decision(
+            svc, session, message_id, parsed, received_at, now, replay=replay,
+            auth=reading.auth, silent=reading.noise,
+        )  # fmt: skip
         record.hold_if_spoofed(ctx, reading.auth)  # before any reply is queued
-        if reading.noise:
+        if reading.noise:  # no reply to it; a bounce of ours flags the address it went to
             record.handle_noise(session, message_id, parsed, now)
-        elif reading.forms:
+        if reading.forms:  # read and recorded whatever the robot markers say
             for form in reading.forms:
                 record.store_form(ctx, form, attachments, result)
-        else:
+        elif not reading.noise or any(map(record.looks_like_form_file, reading.unreadable)):
+            # a robot's mail with an unreadable spreadsheet-like file may be a province's form;
+            # one with only a logo or a PDF is not shown to anyone
             record.handle_no_form(ctx, reading, attachments, result)
         result.learned = ctx.learned
     return result
 
 
 def _outcome_kind(reading: Reading) -> MessageOutcome:
-    if reading.noise:
+    form_like = any(map(record.looks_like_form_file, reading.unreadable))
+    if reading.noise and not reading.forms and not form_like:
         return MessageOutcome.NOISE
     if reading.forms and all(f.sender_id for f in reading.forms):
         return MessageOutcome.SUBMISSION

@@ -71,6 +71,7 @@ def render_table(console: Console, report: StatusReport) -> None:
         for e in entities:
             style = STYLE[e.status]
             status = STATUS_TH[e.status] + (" (หลังกำหนด)" if e.late else "")
+            status += " (ผู้ส่งยังไม่ยืนยัน)" if e.verified is False else ""
             name = safe_text(e.name_th)  # names and receipts are shown, never interpreted
             name = f"[bold]{name}[/]" if e.kind == "cluster" else f"   {name}"
             table.add_row(

@@ -176,6 +176,9 @@ def _run_action(web: Web, form: dict[str, Any], actor: str) -> review.Done:
         "reject": lambda s: review.decide_submission(
             s, int(form["submission_id"]), False, actor, note, campaign=settings.campaign
         ),
+        "confirm": lambda s: review.confirm_submission(
+            s, int(form["submission_id"]), actor, note, campaign=settings.campaign
+        ),
         "received": lambda s: review.mark_received(
             s,
             str(form["sender_id"]),

@@ -30,6 +30,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -104,6 +105,9 @@ class MessageOutcome(enum.StrEnum):
 class SubmissionStatus(enum.StrEnum):
     VALID = "valid"
     INVALID = "invalid"
+    # a valid form that does not count until a person decides: from an unverified address while
+    # a verified one's form stands, or from an office that is not an expected sender
+    PENDING = "pending"
 
 
 class OutboxState(enum.StrEnum):
@@ -149,7 +153,8 @@ class SenderAddress(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sender_id: Mapped[str] = mapped_column(ForeignKey("sender.id"), index=True)
     address: Mapped[str] = mapped_column(String(320), index=True)
-    source: Mapped[str] = mapped_column(String(20))  # config | learned | coordinator
+    # config | coordinator | confirmed (all verified); learned (before issue 11, not verified)
+    source: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     bounced_at: Mapped[datetime | None]
 
@@ -265,6 +270,8 @@ class Submission(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     header_extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     accepted_by: Mapped[str | None] = mapped_column(String(100))  # set when a person decided
+    # False: the From address was not verified for this sender when it came (intake/record.py)
+    verified: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
@@ -390,6 +397,8 @@ class ReviewItem(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"), index=True)
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    # the form a confirm/reject decides (`unverified_sender`, `unverified_pending`)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"))
     reason: Mapped[str] = mapped_column(String(60))
     detail: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[ReviewState] = mapped_column(_enum(ReviewState), index=True)
