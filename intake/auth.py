@@ -47,6 +47,9 @@ class AuthResults:
 class Verdict:
     outcome: Outcome
     reason: str  # short, for the coordinator and the log: "dmarc=fail", "no aligned pass", ...
+    # True when the receiving server itself said `dmarc=fail` (or another hard result), rather
+    # than this rule failing a domain without a usable DMARC policy
+    explicit: bool = False
 
 
 def _strip_comments(text: str) -> str:
@@ -145,9 +148,9 @@ def dmarc_verdict(headers: dict[str, list[str]], authserv_id: str, from_address:
     if verdict == "pass":
         return Verdict("pass", "dmarc=pass")
     if verdict == "fail":
-        return Verdict("fail", "dmarc=fail")
+        return Verdict("fail", "dmarc=fail", explicit=True)
     if verdict and verdict not in _SOFT_DMARC:
-        return Verdict("fail", f"dmarc={verdict}")
+        return Verdict("fail", f"dmarc={verdict}", explicit=True)
     mechanism = _aligned_pass(results, _domain(from_address))
     shown = f"dmarc={verdict}" if verdict else "no dmarc result"
     if mechanism:

@@ -30,8 +30,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-console = Console()
-err = Console(stderr=True)
+# No emoji codes: a subject holding ":fire:" is printed as written (markup: display.safe_text).
+console = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 EXIT_CONFIG, EXIT_MAILBOX = 1, 3
 EXIT_LEASE, EXIT_UNHEALTHY = 4, 5
@@ -73,7 +74,9 @@ def _settings() -> Settings:
 
 
 def _fail(code: int, message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    from intake.display import safe_text
+
+    err.print(f"[bold red]error:[/] {safe_text(message, multiline=True)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -126,14 +129,17 @@ def _progress() -> tuple[Progress, Any]:
 
 
 def _print_cycle(report: Any) -> None:
+    from intake.display import safe_text
+
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "none"
     console.print(
         f"fetched {report.fetched} (new {report.new}), processed {report.processed} "
-        f"[{outcomes}], failed {report.failed}, filed {report.marked}, replies sent {report.sent}",
+        f"\\[{safe_text(outcomes)}], failed {report.failed}, filed {report.marked}, "
+        f"replies sent {report.sent}",
         highlight=False,
     )
     for error in report.send_errors[:5]:
-        err.print(f"[yellow]reply not sent yet:[/] {error}", highlight=False)
+        err.print(f"[yellow]reply not sent yet:[/] {safe_text(error)}", highlight=False)
 
 
 @db_app.command("upgrade")
@@ -150,7 +156,7 @@ def db_upgrade(
         migrate(url, revision)
     except Exception as exc:  # noqa: BLE001 - shown without the URL's password
         _fail(EXIT_CONFIG, f"migration of {redact_url(url)} failed: {type(exc).__name__}: {exc}")
-    console.print(f"database {redact_url(url)} is at {revision}", highlight=False)
+    console.print(f"database {redact_url(url)} is at {revision}", highlight=False, markup=False)
 
 
 @app.command()
@@ -165,6 +171,8 @@ def poll(
     """
     import time
 
+    from rich.markup import escape
+
     from intake.cycle import LeaseBusy, poll_with_lease
 
     svc = _guarded_services()
@@ -178,6 +186,8 @@ def poll(
         except LeaseBusy as exc:
             _fail(EXIT_LEASE, f"{exc}; `intake status` shows it (it polls already)")
         _print_cycle(report)
+        for error in report.file_errors[:1]:  # an outcome, not a failure: the next cycle files
+            err.print(f"[yellow]not filed on the server yet:[/] {escape(error)}", highlight=False)
         if once:
             return
         time.sleep(120)
@@ -274,7 +284,7 @@ def report(
         assert output is not None
         output.parent.mkdir(parents=True, exist_ok=True)
         write_report_xlsx(data, output)
-        err.print(f"written to {output}", highlight=False)
+        err.print(f"written to {output}", highlight=False, markup=False)
         return
     if format_ == "json":
         text = reports.to_json(data)
@@ -294,7 +304,7 @@ def report(
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
-        err.print(f"written to {output}", highlight=False)
+        err.print(f"written to {output}", highlight=False, markup=False)
 
 
 def _devnull() -> str:
@@ -315,7 +325,7 @@ def template(
     settings = _settings()
     spec = load_spec(settings.config_dir / "form.toml")
     write_template(spec, output)
-    console.print(f"blank form written to {output}", highlight=False)
+    console.print(f"blank form written to {output}", highlight=False, markup=False)
 
 
 @app.command("config")

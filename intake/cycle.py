@@ -78,11 +78,17 @@ def run_cycle(
         _record(svc, _describe(exc))
         raise
     _log_handled(svc, before)
-    _record(svc, None)
+    # a filing failure is an outcome (the cycle did its work, the next one files): the poll
+    # succeeded, and the failure is kept as the last error for `intake status`
+    filing = f"filing: {report.file_errors[0]}" if report.file_errors else None
+    _record(svc, None, filing)
+    if filing:
+        event(log, "cycle.file_failed", logging.WARNING, error=filing[:500])
     event(
         log, "cycle.done", fetched=report.fetched, new=report.new, processed=report.processed,
         failed=report.failed, filed=report.marked, sent=report.sent,
-        unsent=len(report.send_errors) or None, seconds=round(time.monotonic() - started, 2),
+        unsent=len(report.send_errors) or None, unfiled=len(report.file_errors) or None,
+        seconds=round(time.monotonic() - started, 2),
     )  # fmt: skip
     return report
 
@@ -132,13 +138,16 @@ def _log_digests(digests: list[queries.MessageDigest], pending: set[int]) -> Non
         )  # fmt: skip
 
 
-def _record(svc: Services, error: str | None) -> None:
-    """The poll's result in the database and the health file; never raises."""
+def _record(svc: Services, error: str | None, warning: str | None = None) -> None:
+    """The poll's result in the database and the health file; never raises. A `warning` (a
+    successful poll that could not file) becomes the last error without counting a failure."""
     from intake import health
 
     now = real_now()
     try:
         with session_scope(svc.factory) as session:
+            if warning is not None and error is None:
+                queries.record_poll(session, LEASE_NAME, now, warning)
             queries.record_poll(session, LEASE_NAME, now, error)
         health.write_file(
             health.health_path(svc.settings), health.collect(svc.factory, svc.settings, now)

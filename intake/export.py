@@ -18,7 +18,8 @@ content as plain `Table`s for other views (the web page).
 
 Every text cell is written as text, never as a formula, whatever it starts with: a province's
 "=HYPERLINK(...)" stays a string. CSV goes one step further (`reports.csv_safe`): cells starting
-with = + - @ tab or CR get a leading apostrophe, since CSV has no cell types.
+with = + - @ tab or CR get a leading apostrophe, since CSV has no cell types. Text cells pass
+`display.xlsx_text`: a control character in a form cell cannot break the workbook.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from sqlalchemy.orm import Session
 
+from intake.display import xlsx_text
 from intake.forms.spec import Field, FormSpec, Part
 from intake.forms.template import BUDGET_FORMAT, FONT
 from intake.reports import KIND_TH, STATUS_TH, build_report, csv_safe
@@ -350,7 +352,7 @@ def _body(ws: WriteOnlyWorksheet, value: Any, column: Column) -> WriteOnlyCell:
 
 def _text_cell(ws: WriteOnlyWorksheet, text: str) -> WriteOnlyCell:
     """Text that stays text: openpyxl would make "=..." a formula, so the type is set back."""
-    cell = WriteOnlyCell(ws, value=text)
+    cell = WriteOnlyCell(ws, value=xlsx_text(text))
     cell.data_type = "s"
     return cell
 

@@ -14,6 +14,19 @@ import os
 POINTS = frozenset({"after_archive", "after_decision", "before_smtp", "after_smtp"})
 
 
+class InjectedFault(RuntimeError):
+    """Raised by `fail_point`: a decision that fails for one chosen message."""
+
+
 def crash_point(name: str) -> None:
     if os.environ.get("INTAKE_FAULT") == name:
         os._exit(137)  # like SIGKILL: no cleanup, no flush, no commit
+
+
+def fail_point(name: str, key: str | None) -> None:
+    """`INTAKE_FAULT=<name>:<key>` makes this raise for the message whose key (its Message-ID)
+    matches: a poison message that fails inside the decision, for the tests that prove it is
+    retried a bounded number of times and stops nothing else."""
+    fault = os.environ.get("INTAKE_FAULT")
+    if fault is not None and key is not None and fault == f"{name}:{key}":
+        raise InjectedFault(f"{name} for {key}")

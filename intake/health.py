@@ -227,7 +227,10 @@ def render(console: Any, health: Health) -> None:
 
     colour = "green" if health.healthy else "red"
     verdict = "HEALTHY" if health.healthy else "UNHEALTHY"
-    console.print(f"[bold {colour}]{verdict}[/] — {health.reason}", highlight=False)
+    from intake.display import safe_text
+
+    # the reason and the last error may quote a mail or a server: shown, never interpreted
+    console.print(f"[bold {colour}]{verdict}[/] — {safe_text(health.reason)}", highlight=False)
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -259,5 +262,5 @@ def render(console: Any, health: Health) -> None:
         ("alert after", f"{health.alert_after:g} s without a successful poll"),
     ]
     for label, value in rows:
-        table.add_row(label, value)
+        table.add_row(label, safe_text(value))
     console.print(table)

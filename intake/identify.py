@@ -1,8 +1,10 @@
 """Which expected sender a form or a message belongs to. Pure: roster in, match or reasons out.
 
 Evidence is weighed in a fixed order, strongest first: the name written in the form's own header
-(`ชื่อกลุ่มจังหวัด/จังหวัด`), then the sender's address against the roster, then names found in the
-subject and body. Nothing is guessed: no match or two matches is an answer with a reason, and the
+(`ชื่อกลุ่มจังหวัด/จังหวัด`), then the sender's address against the roster, then the thread (a reply
+to a mail of ours belongs to the sender that mail was about: `In-Reply-To`/`References`, or our
+receipt number in the subject), then names found in the subject and body. Identity is not trust:
+whether the address may speak for the sender is decided in intake/record.py. Nothing is guessed: no match or two matches is an answer with a reason, and the
 pipeline sends such messages to the coordinator's review list.
 """
 
@@ -35,7 +37,7 @@ class Match:
     """The outcome of identification: one sender, or none with a reason (and the candidates)."""
 
     sender_id: str | None
-    method: str  # form_header | address | subject | body | none
+    method: str  # form_header | address | thread | subject | body | none | coordinator
     reason: str | None = None  # unknown | ambiguous | conflict (when sender_id is None)
     candidates: tuple[str, ...] = ()
 
@@ -56,6 +58,15 @@ def normalise_name(text: str) -> str:
         if text.endswith(suffix) and len(text) > len(suffix):
             text = text[: -len(suffix)]
     return text
+
+
+# Our receipt numbers as a subject carries them back: `[เลขรับ 2567-0001]`, `เลขรับที่ ๒๕๖๗-๐๐๐๑`.
+_RECEIPT = re.compile(r"เลขรับ\s*(?:ที่)?\s*:?\s*(\d{4}-\d{4,8})(?!\d)")
+
+
+def receipts_in(subject: str) -> list[str]:
+    """The receipt numbers a subject quotes after `เลขรับ` (a bare `2567-2570` is a year range)."""
+    return list(dict.fromkeys(_RECEIPT.findall(to_arabic_digits(subject or ""))))
 
 
 def _names(entry: RosterEntry) -> set[str]:
@@ -102,7 +113,7 @@ class Identifier:
         return self._decide(ids, "form_header")
 
     def by_address(self, address: str | None) -> Match:
-        if not address:
+        if not address or "@" not in address:  # a value without `@` is never an address
             return Match(None, "address", "unknown")
         return self._decide(set(self._by_address.get(address.lower(), set())), "address")
 
@@ -128,11 +139,17 @@ class Identifier:
             return Match(None, method, "unknown")
         return Match(None, method, "ambiguous", tuple(sorted(ids)))
 
-    def for_message(self, from_address: str | None, subject: str, body: str) -> Match:
-        """Identity of a message as a whole (used when a form does not name its sender)."""
+    def for_message(
+        self, from_address: str | None, subject: str, body: str, thread: str | None = None
+    ) -> Match:
+        """Identity of a message as a whole (used when a form does not name its sender).
+        `thread`: the sender a mail of ours that this one answers was about, if any."""
         tried: list[Match] = []
         for match in (
             self.by_address(from_address),
+            Match(thread, "thread")
+            if thread in self.roster.by_id
+            else Match(None, "thread", "unknown"),
             self.by_text(subject, "subject"),
             self.by_text(body[:5000], "body"),
         ):

@@ -47,6 +47,21 @@ def new_holder_id() -> str:
     return holder
 
 
+_PROCESS: tuple[int, str] | None = None  # (pid, id) of this process: see process_holder()
+
+
+def process_holder() -> str:
+    """This process's own `host:pid:token`, the same for its whole life (a new one after a fork).
+
+    It names who claimed a reply for sending (`outbox.sending_by`): `holder_is_dead` tells from it
+    whether that process still runs, so a reply cut off by a crash is settled at the restart.
+    """
+    global _PROCESS
+    if _PROCESS is None or _PROCESS[0] != os.getpid():
+        _PROCESS = (os.getpid(), new_holder_id())
+    return _PROCESS[1]
+
+
 def holder_is_dead(holder: str) -> bool:
     """True when `holder` ran on this host and its process no longer exists (or is us, reborn:
     a container restarted with the same host name and pid)."""

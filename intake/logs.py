@@ -26,6 +26,7 @@ from typing import Any
 _EVENT = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+(\s|$)")
 _BARE = re.compile(r"^[A-Za-z0-9_@<>.:/+\-,]+$")
 _FIELDS = "intake_fields"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1 (ESC, CR, CSI, ...)
 
 
 def event(log: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -47,6 +48,8 @@ def quote(value: Any) -> str:
     if text and _BARE.match(text):
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    # a subject's ESC or CR must not act on the terminal or forge a line: shown as \x1b
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped)
     return f'"{escaped}"'
 
 
@@ -86,6 +89,7 @@ class _Formatter(logging.Formatter):
             if error:
                 data["error"] = error
             line = json.dumps(data, ensure_ascii=False, default=str)
+            line = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", line)  # C1 left by json
         else:
             parts = [f"ts={ts}", f"level={level}", f"logger={record.name}"]
             if name is not None:
@@ -125,7 +129,7 @@ def configure(
 
 def settings_secrets(settings: Any) -> list[str]:
     """Every secret the settings hold, for redaction."""
-    from sqlalchemy.engine import make_url
+    from intake.settings import database_passwords
 
     found = [
         settings.imap.password.get_secret_value(),
@@ -134,10 +138,5 @@ def settings_secrets(settings: Any) -> list[str]:
     web = getattr(settings, "web", None)
     if web is not None and hasattr(web, "token"):
         found.append(web.token.get_secret_value())
-    try:
-        password = make_url(settings.effective_database_url).password
-    except Exception:  # noqa: BLE001 - an unparsable URL holds nothing we can find
-        password = None
-    if password:
-        found.append(str(password))
+    found += database_passwords(settings.effective_database_url)  # "@" in it included
     return [s for s in found if s]

@@ -69,7 +69,7 @@ class Attachment:
 class ParsedMessage:
     message_id: str | None  # without angle brackets
     subject: str
-    from_address: str  # lowercased addr-spec, "" when missing
+    from_address: str  # lowercased addr-spec; "" when missing or not an address (`<script>`)
     from_name: str
     reply_to: str | None
     to: list[str]
@@ -91,6 +91,10 @@ class ParsedMessage:
 _REPORT_PARTS = {"message/delivery-status", "message/disposition-notification",
                  "message/feedback-report", "message/global-delivery-status"}
 _MAX_DEPTH = 40
+# Characters of a subject or display name kept (RFC 5322's line length): a 20 MB Subject is
+# neither stored whole nor quoted whole in a reply; the archive keeps the raw bytes.
+MAX_HEADER_TEXT = 998
+_TOO_DEEP = "อีเมลมีส่วนประกอบซ้อนกันลึกเกินไป ส่วนที่ลึกกว่านี้ไม่ได้เปิดอ่าน"
 
 
 @dataclass
@@ -113,7 +117,8 @@ class _Walk:
     def walk(self, part: Message, *, forwarded: bool = False, in_report: bool = False,
              depth: int = 0) -> None:
         if depth > _MAX_DEPTH:
-            self.notes.append("อีเมลมีส่วนประกอบซ้อนกันลึกเกินไป ส่วนที่ลึกกว่านี้ไม่ได้เปิดอ่าน")
+            if _TOO_DEEP not in self.notes:
+                self.notes.append(_TOO_DEEP)
             return
         ctype = part.get_content_type()
         try:
@@ -237,7 +242,36 @@ def _empty(note: str) -> ParsedMessage:
     return ParsedMessage(None, "", "", "", None, [], [], None, None, [], "", [], {}, notes=[note])
 
 
+# Declarations of a container part (multipart/*, message/*), each one level of recursion in the
+# stdlib parser: 20,000 nested multiparts are a RecursionError that costs the whole message.
+_CONTAINER = re.compile(rb"^content-type:[ \t]*(?:\r?\n[ \t]+)*(?:multipart|message)/", re.I | re.M)
+_MAX_CONTAINERS = 2 * _MAX_DEPTH
+
+
+def _bound_nesting(raw: bytes) -> tuple[bytes, bool]:
+    """The bytes to parse, with every container declaration after the first `_MAX_CONTAINERS`
+    turned into an opaque application/octet-stream part, and whether any was.
+
+    The parser recurses once per container, so counting declarations bounds the depth before any
+    recursion is spent, whatever the nesting; real mail has a handful. The neutralised part keeps
+    its bytes (as one attachment that is not read) and the parts around it are parsed as before.
+    """
+    found = list(_CONTAINER.finditer(raw))
+    if len(found) <= _MAX_CONTAINERS:
+        return raw, False
+    newline = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
+    out: list[bytes] = []
+    pos = 0
+    for match in found[_MAX_CONTAINERS:]:
+        out += [raw[pos : match.start()], b"Content-Type: application/octet-stream", newline,
+                b"X-Intake-Nested-"]
+        pos = match.start()
+    out.append(raw[pos:])
+    return b"".join(out), True
+
+
 def _parse(raw: bytes, limits: Limits) -> ParsedMessage:
+    raw, flattened = _bound_nesting(raw)
     msg = BytesParser(policy=compat32).parsebytes(raw)
     raw_headers = [(str(k).lower(), str(v)) for k, v in msg.raw_items()]
     if not raw_headers:
@@ -255,6 +289,8 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMessage:
         return values[0] if values else None
 
     walk = _Walk()
+    if flattened:
+        walk.notes.append(_TOO_DEEP)
     walk.walk(msg)
     attachments, notes = _attachments(walk, limits)
     senders = addresses(raw_values("from")[:1])
@@ -264,9 +300,9 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMessage:
         body = html_to_text("\n".join(walk.html))
     return ParsedMessage(
         message_id=next(iter(msg_ids(first("message-id") or "")), None),
-        subject=first("subject") or "",
+        subject=(first("subject") or "")[:MAX_HEADER_TEXT],
         from_address=senders[0][1] if senders else "",
-        from_name=senders[0][0] if senders else "",
+        from_name=senders[0][0][:MAX_HEADER_TEXT] if senders else "",
         reply_to=reply_to[0][1] if reply_to else None,
         to=[a for _, a in addresses(raw_values("to"))],
         cc=[a for _, a in addresses(raw_values("cc"))],
@@ -286,6 +322,8 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMessage:
 
 _DAEMON_LOCALS = {"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"}
 _NOREPLY_LOCAL = re.compile(r"^(no-?reply|do-?not-?reply|donotreply)([-+._].*)?$")
+_PRECEDENCE_ROBOT = {"bulk", "list", "junk", "auto_reply", "auto-reply"}
+_GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 # Values of X-Auto-Response-Suppress that ask us, an auto-replier, to stay silent. "DR", "RN",
 # "NRN", "NDR" and "None" concern receipts only; Outlook users may send them on real submissions.
 _SUPPRESS_TOKENS = {"all", "autoreply", "oof"}
@@ -293,6 +331,25 @@ _SUPPRESS_TOKENS = {"all", "autoreply", "oof"}
 
 def _local_part(address: str) -> str:
     return address.rsplit("@", 1)[0].strip().lower()
+
+
+def _daemon(address: str) -> bool:
+    """MAILER-DAEMON / postmaster in any spelling: quoted, `_` or `.` for `-`, with a `+tag`."""
+    local = _local_part(address).strip('"').split("+", 1)[0].replace("_", "-").replace(".", "-")
+    return local in _DAEMON_LOCALS
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address reaches: Gmail ignores dots in the local part, a `+tag` and the
+    `googlemail.com` spelling, so `J.P.P.MOI9999+intake@googlemail.com` is `jppmoi9999@gmail.com`.
+    A `+tag` is dropped for other domains too (it never names another person's mailbox)."""
+    local, at, domain = address.strip().strip("<>").lower().rpartition("@")
+    if not at:
+        return address.strip().lower()
+    local = local.split("+", 1)[0]
+    if domain in _GMAIL_DOMAINS:
+        return f"{local.replace('.', '')}@gmail.com"
+    return f"{local}@{domain}"
 
 
 def _top_type(msg: ParsedMessage) -> tuple[str, str]:
@@ -307,7 +364,7 @@ def _top_type(msg: ParsedMessage) -> tuple[str, str]:
 def noise_reason(msg: ParsedMessage, own_addresses: frozenset[str] = frozenset()) -> str | None:
     """Why this message must never get an automatic reply (RFC 3834), or None when it may."""
     h = msg.headers
-    if msg.from_address and msg.from_address in {a.strip().lower() for a in own_addresses}:
+    if msg.from_address and mailbox_key(msg.from_address) in {mailbox_key(a) for a in own_addresses}:
         return "own-address"
     if _top_type(msg)[0] in ("multipart/report", "message/delivery-status"):
         return "delivery-report"
@@ -317,7 +374,7 @@ def noise_reason(msg: ParsedMessage, own_addresses: frozenset[str] = frozenset()
     if h.get("x-autoreply") or h.get("x-autorespond"):
         return "auto-reply-header"
     precedence = (h.get("precedence") or [""])[0].strip().lower()
-    if precedence in ("bulk", "list", "junk"):
+    if precedence in _PRECEDENCE_ROBOT:
         return f"precedence:{precedence}"
     if "list-id" in h:
         return "list-id"
@@ -327,7 +384,7 @@ def noise_reason(msg: ParsedMessage, own_addresses: frozenset[str] = frozenset()
     if suppress & _SUPPRESS_TOKENS:
         return "x-auto-response-suppress"
     local = _local_part(msg.from_address)
-    if local in _DAEMON_LOCALS:
+    if _daemon(msg.from_address):
         return "mailer-daemon"
     if _NOREPLY_LOCAL.match(local):
         return "noreply"
@@ -342,7 +399,7 @@ def is_bounce(msg: ParsedMessage) -> bool:
     media, report = _top_type(msg)
     if media == "multipart/report" and report in ("delivery-status", "global-delivery-status", ""):
         return True
-    return media == "message/delivery-status" or _local_part(msg.from_address) in _DAEMON_LOCALS
+    return media == "message/delivery-status" or _daemon(msg.from_address)
 
 
 _BODY_MSGID = re.compile(r"^[ \t>]*(?:original-)?message-id:\s*<([^<>\s]+)>", re.I | re.M)

@@ -173,7 +173,17 @@ def addresses(raw_values: list[str]) -> list[tuple[str, str]]:
     """(name, lowercased address) pairs; addresses are split before names are decoded, so a
     decoded name holding a comma cannot split one address in two."""
     pairs = email.utils.getaddresses([raw_text(v) for v in raw_values])
-    return [(" ".join(decode_words(n).split()), a.strip().lower()) for n, a in pairs if a.strip()]
+    return [(" ".join(decode_words(n).split()), a.strip().lower()) for n, a in pairs
+            if is_address(a.strip())]
+
+
+# local@domain, nothing around it: `<script>`, a bare name or a value with spaces or controls in
+# it is never an address (it would be learned for a sender, or replied to).
+_ADDRESS = re.compile(r"[^\s@<>()\[\],;:\\\x00-\x1f\x7f]+@[^\s@<>()\[\],;:\\\x00-\x1f\x7f\"]+")
+
+
+def is_address(value: str) -> bool:
+    return len(value) <= 320 and _ADDRESS.fullmatch(value) is not None
 
 
 _MSGID = re.compile(r"<([^<>\s]+)>")

@@ -6,6 +6,12 @@ with a later attempt time; a permanent one (5xx) ends in FAILED and a review ite
 SENDING when a new run starts may or may not have reached the server: it is looked up in the Sent
 folder by its Message-ID when a mailbox is at hand, otherwise HELD for the coordinator. Never a
 blind resend.
+
+Which rows are left over is decided by who claimed them, not by the service clock (`INTAKE_NOW`
+freezes it): each claim names its process (`sending_by`, intake.lease.process_holder) and this
+process keeps the ids it is sending right now. A row claimed by a process gone from this host, or
+by this process but not being sent by it now, is settled at once; only a claim of a process that
+may still live (another host, another process here) waits STALE_SENDING by the real clock.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +28,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.faults import crash_point
+from intake.lease import holder_is_dead, process_holder, real_now
 from intake.settings import RepliesSettings, SmtpSettings
 from storage import queries
 from storage.models import Outbox, OutboxState
@@ -30,6 +39,11 @@ log = logging.getLogger(__name__)
 MAX_TEMPORARY_ATTEMPTS = 8
 STALE_SENDING = timedelta(minutes=10)
 OUTBOX_PAGE = 100  # outbox ids read at a time by send_outbox
+
+# Outbox ids this process is sending right now (a count: two threads may try the same row, one
+# wins the claim). Anything else in SENDING that this process claimed is a leftover.
+_IN_FLIGHT: Counter[int] = Counter()
+_IN_FLIGHT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -176,6 +190,31 @@ def _send_one(
     report: SendReport,
 ) -> bool:
     """Send one queued reply; False when the server could not be reached at all."""
+    with _IN_FLIGHT_LOCK:
+        _IN_FLIGHT[outbox_id] += 1
+    try:
+        return _send_claimed(factory, transport, mail_from, outbox_id, now, report)
+    finally:
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT[outbox_id] -= 1
+            if _IN_FLIGHT[outbox_id] <= 0:
+                del _IN_FLIGHT[outbox_id]
+
+
+def _in_flight(outbox_id: int) -> bool:
+    with _IN_FLIGHT_LOCK:
+        return _IN_FLIGHT[outbox_id] > 0
+
+
+def _send_claimed(
+    factory: sessionmaker[Session],
+    transport: SmtpTransport,
+    mail_from: str,
+    outbox_id: int,
+    now: Callable[[], datetime],
+    report: SendReport,
+) -> bool:
+    """Claim the row (QUEUED -> SENDING, naming this process), talk to SMTP, record the answer."""
     with session_scope(factory) as session:
         row = session.get(Outbox, outbox_id)
         if row is None:
@@ -187,7 +226,8 @@ def _send_one(
             outbox_id,
             OutboxState.QUEUED,
             state=OutboxState.SENDING,
-            sending_at=now(),
+            sending_at=real_now(),  # the claim's age is measured by the real clock, never INTAKE_NOW
+            sending_by=process_holder(),
             attempts=attempts,
         ):
             return True  # another worker took it
@@ -283,14 +323,19 @@ def recover_sending(
     stale_after: timedelta = STALE_SENDING,
     everything: bool = False,
 ) -> SendReport:
-    """Settle rows left in SENDING by a crash: SENT if the Sent folder has them, else HELD."""
+    """Settle rows left in SENDING by a crash: SENT if the Sent folder has them, else HELD.
+
+    A row is left over (see the module's docstring) when no live process is sending it: its
+    claimant is gone from this host, or is this process and the row is not in flight here; a
+    claim of a process that may still live is left alone for `stale_after` by the real clock.
+    `now` is only the time written as `sent_at`.
+    """
     report = SendReport()
     with session_scope(factory) as session:
         rows = queries.outbox_keys_in_state(session, OutboxState.SENDING)
-    for outbox_id, message_id, sending_at in rows:
-        from intake.clock import as_utc
-
-        if not everything and sending_at is not None and now - as_utc(sending_at) < stale_after:
+    wall = real_now()
+    for outbox_id, message_id, sending_at, sending_by in rows:
+        if not everything and not _left_over(outbox_id, sending_at, sending_by, wall, stale_after):
             continue
         seen = found_in_sent(message_id) if found_in_sent else False
         with session_scope(factory) as session:
@@ -319,3 +364,21 @@ def recover_sending(
                 )
                 report.held += 1
     return report
+
+
+def _left_over(
+    outbox_id: int,
+    sending_at: datetime | None,
+    sending_by: str | None,
+    wall: datetime,
+    stale_after: timedelta,
+) -> bool:
+    """True when nobody can be sending this SENDING row any more (see `recover_sending`)."""
+    from intake.clock import as_utc
+
+    if _in_flight(outbox_id):
+        return False  # this process is talking to SMTP about it right now
+    if sending_by is not None and (sending_by == process_holder() or holder_is_dead(sending_by)):
+        return True  # claimed by us and not in flight (a lost connection), or by a dead process
+    # another host, or a live process here (`intake remind` next to the worker): the real clock
+    return sending_at is None or wall - as_utc(sending_at) >= stale_after

@@ -20,28 +20,31 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.policy import default as default_policy
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake import memguard, record
 from intake import message as mail
-from intake.archive import Archive
+from intake.archive import Archive, sha256_hex
 from intake.attachments import Refusal
 from intake.auth import Verdict, dmarc_verdict
 from intake.clock import Clock, as_utc
-from intake.faults import crash_point
+from intake.faults import crash_point, fail_point
 from intake.forms import FormSpec, MessageBudget, part_refused, read_forms
 from intake.forms.model import FormResult, Problem
-from intake.identify import Identifier, Match
+from intake.identify import Identifier, Match, receipts_in
+from intake.mimetext import header_text
 from intake.replies import Renderer
 from intake.roster import Roster
 from intake.settings import Settings
@@ -56,6 +59,9 @@ from storage.session import session_scope
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # a message that fails this often is FAILED and shown to the coordinator
+HEADER_RAW_LIMIT = 16 * 1024  # characters of one raw header value parsed when archiving
+HEADER_TEXT_LIMIT = 998  # characters of a header kept in the row (RFC 5322's line length)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 FORM_KINDS = {"xlsx", "xlsm", "xls", "docx"}
 SPREADSHEET_LIKE = FORM_KINDS | {"ods", "doc", "encrypted", "zip"}
 
@@ -105,11 +111,17 @@ def archive_message(
     is still recorded so the copy gets filed on the server too.
     """
     digest, rel = svc.archive.store(raw)
-    parsed = BytesHeaderParser(policy=default_policy).parsebytes(_header_section(raw))
+    try:
+        parsed: Any = BytesHeaderParser(policy=default_policy).parsebytes(_header_section(raw))
+    except Exception:  # noqa: BLE001 - no header read is no reason to lose the message
+        log.warning("archive.headers_unreadable sha256=%s", digest, exc_info=True)
+        parsed = None
     # each field decoded once: the policy parses a field again on every get
     field = functools.cache(functools.partial(_header, parsed))
     message_id = _clean_message_id(field("message-id"))
-    for attempt in range(2):
+    bare = False  # True after the database refused the header values: the row without them
+    conflicted = False
+    while True:
         try:
             with session_scope(svc.factory) as session:
                 existing = _find_same_message(session, digest, message_id, field)
@@ -117,8 +129,9 @@ def archive_message(
                     row_id, is_new = existing.id, False
                 else:
                     row_id = _insert_message(
-                        session, digest, message_id, rel, raw, source, received_at, field
-                    )
+                        session, digest, message_id, rel, raw, source, received_at,
+                        _no_header if bare else field,
+                    )  # fmt: skip
                     is_new = True
                 if location is not None:
                     queries.insert_location_if_absent(
@@ -130,10 +143,21 @@ def archive_message(
                     )
                 return row_id, is_new
         except IntegrityError:
-            if attempt:
+            if conflicted:
                 raise
             # another worker recorded the same message between our look-up and insert: look again
-    raise AssertionError("unreachable")
+            conflicted = True
+        except DataError:
+            if bare:
+                raise
+            # a header value the database refuses must not keep the message out: the row without
+            # them (the raw bytes are archived; step 3 reads them from there)
+            log.warning("archive.header_values_refused sha256=%s", digest, exc_info=True)
+            bare, message_id = True, None
+
+
+def _no_header(_name: str) -> str:
+    return ""
 
 
 def _insert_message(
@@ -174,16 +198,28 @@ def _header(headers: Any, name: str) -> str:
 
     Raw 8-bit headers come back from the parser with surrogate escapes, which PostgreSQL refuses;
     a message that cannot be recorded would be retried forever, so they are replaced here (the
-    raw bytes are in the archive, and step 3 decodes them properly).
+    raw bytes are in the archive, and step 3 decodes them properly). The raw value is cut to
+    `HEADER_RAW_LIMIT` before the policy parses it (200,000 encoded words take gigabytes there),
+    and a value the policy refuses (an encoded CR/LF in a display name raises ValueError on
+    every access, `get_all` included) is decoded from the raw text instead: never an exception.
     """
     try:
-        value = headers.get(name)
-        text = str(value).strip() if value is not None else ""
+        raw = next((str(v) for k, v in headers.raw_items() if k.lower() == name), None)
     except Exception:  # noqa: BLE001 - a malformed header must not stop archiving
-        raw = headers.get_all(name, failobj=[]) if hasattr(headers, "get_all") else []
-        text = str(raw[0]).strip() if raw else ""
+        raw = None
+    if raw is None:
+        return ""
+    raw = raw[:HEADER_RAW_LIMIT]
+    try:
+        text = str(headers.policy.header_fetch_parse(name, raw)).strip()
+    except Exception:  # noqa: BLE001 - the same value decoded by our own lenient decoder
+        try:
+            text = header_text(raw)
+        except Exception:  # noqa: BLE001 - last resort: the raw characters themselves
+            text = raw
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return text.replace("\x00", "")
+    text = _CONTROL.sub(" ", text.replace("\x00", ""))  # a decoded CR/LF is no line break here
+    return text[:HEADER_TEXT_LIMIT].strip()
 
 
 def _clean_message_id(value: str) -> str | None:
@@ -227,15 +263,21 @@ class Reading:
 
 
 def read_message(svc: Services, identifier: Identifier, raw: bytes) -> Reading:
+    """Steps 3-6. A robot marker (step 4) decides whether the sender is answered, never whether
+    the mail is read: a form from a document system's `noreply@` counts like any other."""
     parsed = mail.parse(raw)  # 3 parse
     noise = mail.noise_reason(parsed, svc.own_addresses)  # 4 classify
     reading = Reading(parsed=parsed, noise=noise)
-    if noise:
-        return reading
     replies = svc.settings.replies
     reading.auth = dmarc_verdict(parsed.headers, replies.authserv_id, parsed.from_address)
+    thread = None  # a reply to a mail of ours: the sender that mail was about (a read only)
+    ours = [i for i in (parsed.in_reply_to, *reversed(parsed.references)) if i]
+    receipts = receipts_in(parsed.subject)
+    if ours or receipts:
+        with session_scope(svc.factory) as session:
+            thread = queries.sender_of_our_mail(session, ours, receipts)
     reading.message_match = identifier.for_message(
-        parsed.forwarded_from or parsed.from_address, parsed.subject, parsed.body_text
+        parsed.forwarded_from or parsed.from_address, parsed.subject, parsed.body_text, thread
     )
     # parts refused before reading (too large, encrypted in a zip) reach sender and coordinator
     refusals = [note for note in parsed.notes if isinstance(note, Refusal)]
@@ -316,7 +358,9 @@ class AssignedIdentifier(Identifier):
         match = super().by_form_name(name, kind_label)
         return match if match.sender_id else Match(self.assigned, "coordinator")
 
-    def for_message(self, from_address: str | None, subject: str, body: str) -> Match:
+    def for_message(
+        self, from_address: str | None, subject: str, body: str, thread: str | None = None
+    ) -> Match:
         return Match(self.assigned, "coordinator")
 
 
@@ -347,10 +391,27 @@ def process_message(svc: Services, message_id: int, identifier: Identifier) -> O
     try:
         raw = svc.archive.read(path)
         reading = read_message(svc, identifier, raw)
+        fail_point("decision", reading.parsed.message_id)
         return _commit(svc, message_id, reading, received_at, replay)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the worker
         log.exception("message.failed id=%s", message_id)
-        return _record_failure(svc, message_id, f"{type(exc).__name__}: {exc}")
+        error = _error_text(exc)
+    try:
+        return _record_failure(svc, message_id, error)
+    except Exception:  # noqa: BLE001 - the failure itself unrecordable: the next cycle retries
+        log.exception("message.failure_not_recorded id=%s", message_id)
+        return Outcome(message_id, None, claimed=False, error=error)
+
+
+def _error_text(exc: BaseException) -> str:
+    """The reason as text any database takes: an exception may quote the mail's bytes
+    (surrogate escapes, control characters) and must not fail the recording of itself."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # noqa: BLE001 - a __str__ that raises
+        text = type(exc).__name__
+    text = text.encode("utf-8", "replace").decode("utf-8", "replace")
+    return _CONTROL.sub(" ", text)[:4000]
 
 
 def _record_failure(svc: Services, message_id: int, error: str) -> Outcome:
@@ -398,21 +459,27 @@ def _commit(
             return Outcome(message_id, None, claimed=False)
         attachments = record.store_attachments(session, message_id, parsed, replay)
         result = Outcome(message_id, outcome_kind, claimed=True)
-        ctx = record.Decision(svc, session, message_id, parsed, received_at, now, replay=replay)
+        ctx = record.Decision(
+            svc, session, message_id, parsed, received_at, now, replay=replay,
+            auth=reading.auth, silent=reading.noise,
+        )  # fmt: skip
         record.hold_if_spoofed(ctx, reading.auth)  # before any reply is queued
-        if reading.noise:
+        if reading.noise:  # no reply to it; a bounce of ours flags the address it went to
             record.handle_noise(session, message_id, parsed, now)
-        elif reading.forms:
+        if reading.forms:  # read and recorded whatever the robot markers say
             for form in reading.forms:
                 record.store_form(ctx, form, attachments, result)
-        else:
+        elif not reading.noise or any(map(record.looks_like_form_file, reading.unreadable)):
+            # a robot's mail with an unreadable spreadsheet-like file may be a province's form;
+            # one with only a logo or a PDF is not shown to anyone
             record.handle_no_form(ctx, reading, attachments, result)
         result.learned = ctx.learned
     return result
 
 
 def _outcome_kind(reading: Reading) -> MessageOutcome:
-    if reading.noise:
+    form_like = any(map(record.looks_like_form_file, reading.unreadable))
+    if reading.noise and not reading.forms and not form_like:
         return MessageOutcome.NOISE
     if reading.forms and all(f.sender_id for f in reading.forms):
         return MessageOutcome.SUBMISSION
@@ -434,6 +501,7 @@ class CycleReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     send_errors: list[str] = field(default_factory=list)
+    file_errors: list[str] = field(default_factory=list)  # step 8 failed: filed next cycle
 
 
 Progress = Callable[[str, int, int], None]
@@ -483,8 +551,10 @@ def mailbox_key(settings: Settings) -> str:
 def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
     """One full cycle: fetch new mail, process it, file it on the server, send the outbox.
 
-    Raises MailboxUnavailable / MailboxLoginFailed when the mailbox cannot be used; a bad message
-    is an outcome, not an error.
+    Raises MailboxUnavailable / MailboxLoginFailed when the mailbox cannot be used (to connect,
+    fetch); a bad message is an outcome, not an error. So is a filing failure (step 8): it is
+    logged and kept in `file_errors`, the replies still go, and the messages stay PROCESSED for
+    the next cycle to file. Replies a crash cut off mid-send are settled first.
     """
     from intake.mailbox import Mailbox
 
@@ -492,6 +562,7 @@ def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
     key = mailbox_key(svc.settings)
     with Mailbox(svc.settings.imap) as box:
         state = box.state()
+        _recover_sending(svc, box)  # under the lease: a SENDING row nobody sends now is settled
         with session_scope(svc.factory) as session:
             cursor = queries.get_cursor(session, key)
             last_uid = cursor.last_uid if cursor else 0
@@ -521,11 +592,19 @@ def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
             with session_scope(svc.factory) as session:
                 queries.set_cursor(session, key, state.uidvalidity, last_uid)
 
-        def file_batch(message_ids: list[int]) -> None:  # step 8 for a batch just decided
-            report.marked += mark_handled(svc, box, key, state.uidvalidity, message_ids)
+        def file_batch(message_ids: list[int] | None = None) -> None:  # step 8, never raises
+            if report.file_errors:
+                return  # it failed once this cycle: the next cycle files these
+            try:
+                report.marked += mark_handled(svc, box, key, state.uidvalidity, message_ids)
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - filing must not stop replies or messages
+                log.warning("mailbox.file_failed error=%s: filed by the next cycle", exc)
+                report.file_errors.append(f"{type(exc).__name__}: {exc}")
 
         process_pending(svc, report, progress, file_batch)  # steps 3-7, filing as it goes
-        report.marked += mark_handled(svc, box, key, state.uidvalidity)  # step 8 for the rest
+        file_batch()  # step 8 for the rest
         report.sent = _send(svc, report, box)
     return report
 
@@ -559,9 +638,25 @@ def mark_handled(
 
 
 def _send(svc: Services, report: CycleReport, box: Any | None) -> int:
-    from intake.outbox import recover_sending, send_outbox
+    from intake.outbox import send_outbox
 
-    sent_folder = box.sent_folder() if box is not None else None
+    _recover_sending(svc, box)
+    sent = send_outbox(svc.factory, svc.settings.smtp, svc.settings.replies, svc.clock.now)
+    report.send_errors.extend(sent.errors)
+    return sent.sent
+
+
+def _recover_sending(svc: Services, box: Any | None) -> None:
+    """Settle replies left in SENDING (intake.outbox.recover_sending), looking in Sent over
+    `box`; with a mailbox that cannot be asked now, they wait for a cycle that can."""
+    from intake.errors import MailboxUnavailable
+    from intake.outbox import recover_sending
+
+    try:
+        sent_folder = box.sent_folder() if box is not None else None
+    except MailboxUnavailable as exc:
+        log.warning("outbox.recovery_deferred error=%s", exc)
+        return
 
     def found_in_sent(message_id: str) -> bool:
         if box is None or sent_folder is None:
@@ -573,9 +668,6 @@ def _send(svc: Services, report: CycleReport, box: Any | None) -> int:
             return False
 
     recover_sending(svc.factory, svc.clock.now(), found_in_sent)
-    sent = send_outbox(svc.factory, svc.settings.smtp, svc.settings.replies, svc.clock.now)
-    report.send_errors.extend(sent.errors)
-    return sent.sent
 
 
 def import_files(
@@ -584,7 +676,7 @@ def import_files(
     """`intake import`: the same path as the mailbox, minus fetching and filing on a server."""
     report = CycleReport()
     for raw, received_at in raws:
-        when = received_at or _date_header(raw) or svc.clock.now()
+        when = received_at or _import_time(raw) or svc.clock.now()
         _, is_new = archive_message(svc, raw, when, "import")
         report.fetched += 1
         report.new += int(is_new)
@@ -599,10 +691,40 @@ def import_files(
     return report
 
 
+def _import_time(raw: bytes) -> datetime | None:
+    """When our receiving server took the message in, for a file that has no INTERNALDATE: the
+    date after the last `;` of the topmost `Received:` (the one our own server added; a Gmail
+    Takeout mbox keeps it). Only the topmost counts: the ones below it were written by servers
+    on the sender's side, or by the sender. Without it the sender's `Date:` stands in, which
+    the log says, since the sender chose it."""
+    received = _received_time(raw)
+    if received is not None:
+        return received
+    date = _date_header(raw)
+    log.warning(
+        "import.no_received_time sha256=%s: lateness judged by the sender's Date: %s",
+        sha256_hex(raw),
+        date.isoformat() if date else "(none either; the time of the import)",
+    )
+    return date
+
+
+def _received_time(raw: bytes) -> datetime | None:
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(_header_section(raw))
+        top = next((str(v) for k, v in headers.raw_items() if k.lower() == "received"), None)
+        if top is None or ";" not in top:
+            return None
+        return as_utc(parsedate_to_datetime(" ".join(top.rsplit(";", 1)[1].split())))
+    except Exception:  # noqa: BLE001 - an unusable Received header just means "unknown"
+        return None
+
+
 def _date_header(raw: bytes) -> datetime | None:
     try:
-        value = BytesHeaderParser(policy=default_policy).parsebytes(raw).get("date")
-        return as_utc(parsedate_to_datetime(str(value))) if value else None
+        headers = BytesHeaderParser(policy=compat32).parsebytes(_header_section(raw))
+        value = headers.get("date")
+        return as_utc(parsedate_to_datetime(" ".join(str(value).split()))) if value else None
     except Exception:  # noqa: BLE001 - an unusable Date header just means "unknown"
         return None
 

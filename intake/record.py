@@ -88,7 +88,13 @@ class Decision:
     # False when this message was decided before (`intake reprocess`): only then can results of
     # its own exist already (submissions, replies), so only then are they looked up
     replay: bool = True
-    # sender -> the From address of its valid form, recorded for it by this decision
+    # DMARC as our receiving server saw it (intake/auth.py): a roster domain verifies on "pass"
+    auth: Verdict | None = None
+    # why the sender of this message gets no reply at all (a robot marker, `mail.noise_reason`):
+    # its forms are still read and recorded; only the answer is left out
+    silent: str | None = None
+    # sender -> addresses this decision recorded for it. Always empty since issue 11: an address
+    # is learned only when a coordinator confirms it (`intake review confirm`), never from a mail
     learned: dict[str, set[str]] = field(default_factory=dict)
     # submission made by this decision -> the valid version it replaces (None: the first)
     replaces: dict[int, int | None] = field(default_factory=dict)
@@ -129,12 +135,18 @@ def store_form(
         queue_reply(ctx, "correction", None, form.problems, form.result.filename, None)
         return
     _, file_sha = _stored(attachments, form.attachment_index)
-    if ctx.hold:  # a roster address failed DMARC: not accepted until a person decides
+    if ctx.hold:  # DMARC failed: not accepted until a person decides
         form.problems.append(_unverified_sender(ctx, form.result.filename))
     errors = [p for p in form.problems if p.severity == "error"]
     status = SubmissionStatus.INVALID if errors else SubmissionStatus.VALID
-    history = queries.sender_history(session, form.sender_id, file_sha)
+    entry = ctx.svc.roster.by_id.get(form.sender_id)
+    expected = entry is not None and entry.expected
+    address = (ctx.parsed.from_address or "").strip().lower()
+    history = queries.sender_history(session, form.sender_id, file_sha, address)
     ctx.know_deadline(form.sender_id, history.deadline_override)
+    # the coordinator said who sent this mail (`intake review assign`): that vouches for it
+    vouched = form.match.method == "coordinator"
+    verified = vouched or _verified(ctx, entry, address, history.address_verified)
     earlier = (
         queries.submission_by_version(session, form.sender_id, history.same_file_version)
         if history.same_file_version is not None
@@ -148,8 +160,12 @@ def store_form(
         # The same file again (a resend): no new version; answer with what it already earned.
         accepted = earlier.status == SubmissionStatus.VALID
         problems = [p for p in form.problems if not accepted or p.severity == "warning"]
-        kind = "acknowledgement" if accepted else "correction"
-        queue_reply(ctx, kind, earlier, problems, form.result.filename, data, resend=True)
+        if earlier.status == SubmissionStatus.PENDING:  # still waits for the coordinator
+            notice = "awaiting" if expected else "unexpected"
+            queue_reply(ctx, "notice", earlier, [], form.result.filename, data, notice=notice)
+        else:
+            kind = "acknowledgement" if accepted else "correction"
+            queue_reply(ctx, kind, earlier, problems, form.result.filename, data, resend=True)
         result.outcome = MessageOutcome.RESEND
         session.execute(
             update(Message)
@@ -157,25 +173,86 @@ def store_form(
             .values(outcome=MessageOutcome.RESEND)
         )
         return
-    submission = _submission(ctx, form, attachments, status, file_sha, history)
+    if status == SubmissionStatus.VALID and not expected:
+        status = SubmissionStatus.PENDING  # no receipt, no promise: the coordinator looks
+    provisional = status == SubmissionStatus.VALID and not verified
+    submission = _submission(
+        ctx, form, attachments, status, file_sha, history, verified=verified,
+        provisional=provisional,
+    )  # fmt: skip
     _store_rows(session, submission.id, data)
     _store_problems(session, ctx.message_id, submission.id, form.problems)
     result.submissions.append(submission.id)
-    entry = ctx.svc.roster.by_id.get(form.sender_id)
-    if entry is None or not entry.expected:
+    filename = form.result.filename
+    if submission.accepted_by is not None:  # a replay: a person decided (`intake review`);
+        return  # nothing to ask the coordinator or tell the sender again
+    verified = submission.verified
+    if not expected:
         queries.add_review(
             session,
             "unexpected_sender",
             f"ได้รับแบบฟอร์มของ {form.sender_id} ซึ่งไม่อยู่ในรายชื่อผู้ที่ต้องส่งข้อมูล",
             message_id=ctx.message_id,
+            submission_id=submission.id,
         )
-    if status == SubmissionStatus.VALID and ctx.parsed.from_address:
-        address = ctx.parsed.from_address.strip().lower()
-        queries.add_sender_address(session, form.sender_id, address, "learned")
-        ctx.learned.setdefault(form.sender_id, set()).add(address)
-    kind = "acknowledgement" if status == SubmissionStatus.VALID else "correction"
+        queue_reply(ctx, "notice", submission, [], filename, data, notice="unexpected")
+        return
+    if not verified and submission.status != SubmissionStatus.INVALID:
+        _unverified_form(ctx, submission, address, filename, data)
+        if submission.status == SubmissionStatus.PENDING:
+            return
+    kind = "acknowledgement" if submission.status == SubmissionStatus.VALID else "correction"
     problems = [p for p in form.problems if kind == "correction" or p.severity == "warning"]
-    queue_reply(ctx, kind, submission, problems, form.result.filename, data)
+    queue_reply(ctx, kind, submission, problems, filename, data)
+
+
+def _verified(ctx: Decision, entry: Any, address: str, on_file: bool) -> bool:
+    """Whether `address` may speak for the sender of `entry`: a roster or coordinator-confirmed
+    address (`on_file`), or an address in one of the roster's domains for that sender with DMARC
+    pass. Never when DMARC failed (`ctx.hold`), never a value without `@`."""
+    if ctx.hold or "@" not in address:
+        return False
+    if on_file or (entry is not None and address in entry.addresses):
+        return True
+    domain = address.rsplit("@", 1)[1]
+    own = entry.domains if entry is not None else ()
+    in_domain = any(domain == d or domain.endswith("." + d) for d in own)
+    return in_domain and ctx.auth is not None and ctx.auth.outcome == "pass"
+
+
+def _unverified_form(
+    ctx: Decision, submission: Submission, address: str, filename: str | None, data: FormData
+) -> None:
+    """A form from an address not verified for its sender: the coordinator confirms or rejects
+    it, the sender's verified addresses hear of it, and while a verified address's form stands
+    (status PENDING) its sender is told that it waits, with no receipt."""
+    waiting = submission.status == SubmissionStatus.PENDING
+    entry = ctx.svc.roster.by_id.get(submission.sender_id)
+    title = sender_title(entry.kind, entry.name_th) if entry else submission.sender_id
+    shown = address or "(ไม่ทราบที่อยู่อีเมล)"
+    detail = (
+        f"แบบฟอร์มฉบับที่ {submission.version} ของ{title} ส่งมาจาก {shown} "
+        "ซึ่งยังไม่ได้ยืนยันว่าเป็นอีเมลของหน่วยงานนี้ "
+        + (
+            "ข้อมูลเดิมจากอีเมลที่ยืนยันแล้วยังคงใช้อยู่ ฉบับนี้จะใช้แทนเมื่อผู้ประสานงานยืนยัน"
+            if waiting
+            else "ขณะนี้นับเป็นข้อมูลของหน่วยงานไว้ก่อน (ยังไม่ยืนยัน)"
+        )
+        + f" — ยืนยัน: intake review confirm {submission.id} · "
+        f"ไม่รับ: intake review reject {submission.id} --note …"
+    )
+    queries.add_review(
+        ctx.session,
+        "unverified_pending" if waiting else "unverified_sender",
+        detail,
+        message_id=ctx.message_id,
+        submission_id=submission.id,
+    )
+    for to in queries.verified_addresses(ctx.session, submission.sender_id):
+        if to != address:
+            queue_reply(ctx, "notice", submission, [], filename, data, notice="copy", to=to)
+    if waiting:
+        queue_reply(ctx, "notice", submission, [], filename, data, notice="awaiting")
 
 
 def _stored(attachments: StoredAttachments, index: int | None) -> tuple[int | None, str | None]:
@@ -191,8 +268,14 @@ def _submission(
     status: SubmissionStatus,
     file_sha: str | None,
     history: queries.SenderHistory,
+    *,
+    verified: bool = True,
+    provisional: bool = False,
 ) -> Submission:
-    """The submission this form makes: a new version, or on a replay the one it made before."""
+    """The submission this form makes: a new version, or on a replay the one it made before.
+
+    `provisional`: a valid form from an unverified address. It counts (provisionally) while no
+    valid form from a verified address came before it; otherwise it waits (PENDING)."""
     assert form.sender_id is not None
     session = ctx.session
     attachment_id, _ = _stored(attachments, form.attachment_index)
@@ -206,9 +289,18 @@ def _submission(
     if existing is not None:  # same version, judged again
         if existing.accepted_by is None:  # a person's decision (`intake review`) stands
             existing.status = status
+            if provisional and queries.verified_valid_before(
+                session, form.sender_id, existing.version
+            ):
+                existing.status = SubmissionStatus.PENDING
+            existing.verified = verified
+        else:  # a person accepted or rejected it: an acceptance vouched for it
+            existing.verified = existing.verified or verified
         if existing.status == SubmissionStatus.VALID and existing.receipt is None:
             existing.receipt = _receipt(ctx)
         return existing
+    if provisional and history.last_verified_valid_version is not None:
+        status = SubmissionStatus.PENDING  # never supersedes a verified address's form alone
     header = form.result.data.header if form.result.data is not None else {}
     known = {"kind", "entity_name", "contact_name", "position", "phone", "email"}
     submission = Submission(
@@ -223,6 +315,7 @@ def _submission(
         received_at=ctx.received_at,
         late=not ctx.on_time(form.sender_id),
         receipt=_receipt(ctx) if status == SubmissionStatus.VALID else None,
+        verified=verified,
         kind_label=_text(header.get("kind")),
         entity_name=_text(header.get("entity_name")),
         contact_name=_text(header.get("contact_name")),
@@ -367,7 +460,7 @@ def handle_no_form(
 ) -> None:
     """No readable form: tell the sender what to send instead, and show it to the coordinator."""
     session = ctx.session
-    spreadsheetish = [r for r in reading.unreadable if _looks_like_form_file(r)]
+    spreadsheetish = [r for r in reading.unreadable if looks_like_form_file(r)]
     reported = spreadsheetish or reading.unreadable
     problems = [p for r in reported for p in r.problems] or [NO_ATTACHMENT]
     sender_id = reading.message_match.sender_id
@@ -384,9 +477,15 @@ def handle_no_form(
             first, index if index is not None else -1, reading.message_match, sender_id, problems
         )
         _, sha = _stored(attachments, form.attachment_index)
-        history = queries.sender_history(session, sender_id, None)
+        address = (ctx.parsed.from_address or "").strip().lower()
+        history = queries.sender_history(session, sender_id, None, address)
         ctx.know_deadline(sender_id, history.deadline_override)
-        submission = _submission(ctx, form, attachments, SubmissionStatus.INVALID, sha, history)
+        entry = ctx.svc.roster.by_id.get(sender_id)
+        vouched = reading.message_match.method == "coordinator"
+        verified = vouched or _verified(ctx, entry, address, history.address_verified)
+        submission = _submission(
+            ctx, form, attachments, SubmissionStatus.INVALID, sha, history, verified=verified
+        )
         _store_problems(session, ctx.message_id, submission.id, problems)
         result.submissions.append(submission.id)
     else:
@@ -406,18 +505,29 @@ def handle_no_form(
             "; ".join(p.message_th for p in problems)[:1000],
             message_id=ctx.message_id,
         )
+    entry = ctx.svc.roster.by_id.get(sender_id) if sender_id else None
+    if entry is not None and not entry.expected:  # no correction: that would promise a look
+        queries.add_review(
+            session,
+            "unexpected_sender",
+            f"ได้รับอีเมลของ {sender_id} ซึ่งไม่อยู่ในรายชื่อผู้ที่ต้องส่งข้อมูล",
+            message_id=ctx.message_id,
+        )
+    unexpected = entry is not None and not entry.expected
+    kind, notice = ("notice", "unexpected") if unexpected else ("correction", None)
     queue_reply(
         ctx,
-        "correction",
+        kind,
         None,
         problems,
         reported[0].filename if reported else None,
         None,
         sender_id=sender_id,
+        notice=notice,
     )
 
 
-def _looks_like_form_file(result: FormResult) -> bool:
+def looks_like_form_file(result: FormResult) -> bool:
     name = result.filename.lower()
     return name.endswith((".xlsx", ".xlsm", ".xls", ".ods", ".docx", ".doc", ".zip"))
 
@@ -435,19 +545,25 @@ def _unverified_sender(ctx: Decision, filename: str | None) -> Problem:
 
 
 def hold_if_spoofed(ctx: Decision, verdict: Verdict | None) -> None:
-    """A roster address failing DMARC (intake/auth.py) is not answered: its replies are HELD and
-    the coordinator decides. Anyone else's From changes nothing (the roster is what is at stake)."""
+    """A forged From gets no automatic mail (the forger chose the recipient: backscatter) and
+    no form of it is accepted: its replies are HELD and the coordinator decides.
+
+    Forged means: our receiving server said `dmarc=fail` (whoever the From claims to be), or a
+    roster address failed the stricter rule of intake/auth.py (no DMARC policy and no aligned
+    DKIM/SPF pass). No Authentication-Results at all (a local test server) holds nothing."""
     settings = ctx.svc.settings.replies
     address = ctx.parsed.from_address
     if not settings.require_dmarc or verdict is None or verdict.outcome != "fail" or not address:
         return
-    if not queries.address_is_known(ctx.session, address):
+    known = queries.address_is_known(ctx.session, address)
+    if not verdict.explicit and not known:
         return
     ctx.hold = f"DMARC not passed ({verdict.reason}): held for the coordinator"
+    where = "ซึ่งอยู่ในรายชื่อผู้ส่ง " if known else ""
     queries.add_review(
         ctx.session,
         "dmarc_fail",
-        f"อีเมลอ้างว่ามาจาก {address} ซึ่งอยู่ในรายชื่อผู้ส่ง แต่ผลตรวจสอบผู้ส่ง (DMARC) ไม่ผ่าน "
+        f"อีเมลอ้างว่ามาจาก {address} {where}แต่ผลตรวจสอบผู้ส่ง (DMARC) ไม่ผ่าน "
         f"({verdict.reason}) จึงระงับการตอบกลับไว้ให้ผู้ประสานงานพิจารณา",
         message_id=ctx.message_id,
     )
@@ -490,14 +606,28 @@ def queue_reply(
     *,
     resend: bool = False,
     sender_id: str | None = None,
+    notice: str | None = None,
+    to: str | None = None,
 ) -> None:
-    """Put one reply in the outbox, in the same transaction as the result it reports."""
+    """Put one reply in the outbox, in the same transaction as the result it reports.
+
+    `notice` (kind "notice"): `unexpected` (not a sender of this letter), `awaiting` (waits for
+    the coordinator's confirmation) or `copy` (to the sender's verified address `to`, telling it
+    a form in its name came from another address). Without `to` the mail answers the From
+    address, which a robot marker (`ctx.silent`) rules out."""
     svc, session, parsed = ctx.svc, ctx.session, ctx.parsed
-    to = (parsed.from_address or "").lower()
+    copy = to is not None
+    to = ((to if copy else parsed.from_address) or "").lower()
     if not svc.settings.replies.enabled or not to or "@" not in to:
         return
+    if ctx.silent and not copy:
+        return  # a robot's mail: read and recorded, never answered
+    if mail.mailbox_key(to) in {mail.mailbox_key(a) for a in svc.own_addresses}:
+        return  # never to ourselves, in any of Gmail's spellings (a loop)
     sender_id = submission.sender_id if submission else sender_id
     dedupe_key = f"reply:{ctx.message_id}:{sender_id or '-'}:{filename or '-'}:{kind}"
+    if copy:
+        dedupe_key += f":{to}"
     if ctx.replay and queries.outbox_key_exists(session, dedupe_key[:200]):
         return  # already answered (a reprocess must not answer twice)
     entry = svc.roster.by_id.get(sender_id) if sender_id else None
@@ -527,6 +657,9 @@ def queue_reply(
         problems=problems,
         filename=filename,
         form_read=data is not None,
+        notice=notice,
+        from_address=(parsed.from_address or "").lower(),
+        provisional=submission is not None and not submission.verified,
     )
     subject, text, html = svc.renderer.render(reply)
     message_id = new_message_id(svc.settings.replies.message_id_domain)
@@ -539,9 +672,10 @@ def queue_reply(
         html=html,
         message_id=message_id,
         kind=kind,
-        in_reply_to=parsed.message_id,
-        references=parsed.references,
+        in_reply_to=None if copy else parsed.message_id,
+        references=[] if copy else parsed.references,
         date=ctx.now,
+        auto_submitted="auto-generated" if copy else "auto-replied",
     )
     recent = queries.replies_to_address_since(session, to, ctx.now - timedelta(days=1))
     capped = recent >= svc.settings.replies.per_recipient_daily_cap

@@ -1,4 +1,6 @@
-"""The words we send: acknowledgement, correction request and reminder, from Jinja2 templates.
+"""The words we send: acknowledgement, correction request, reminder and notice (neither a receipt
+nor a correction: not a sender of this letter, awaiting confirmation, a form in your name came
+from another address), from Jinja2 templates. Every mail says which in `X-Intake-Kind`.
 
 Pure: data in, subject and MIME bytes out. Templates live in `config/templates/` so the
 coordinator can change the wording without touching code. Every reply carries the RFC 3834
@@ -68,7 +70,7 @@ def sender_title(kind: str, name_th: str) -> str:
 class ReplyData:
     """Everything a template may show; plain values only."""
 
-    kind: str  # acknowledgement | correction
+    kind: str  # acknowledgement | correction | notice
     to_address: str
     original_subject: str
     original_message_id: str | None
@@ -85,6 +87,9 @@ class ReplyData:
     problems: list[Problem] = field(default_factory=list)
     filename: str | None = None
     form_read: bool = True  # False: no readable form at all (say what to send instead)
+    notice: str | None = None  # kind "notice": unexpected | awaiting | copy (intake/record.py)
+    from_address: str = ""  # who sent the mail answered (a `copy` notice names it)
+    provisional: bool = False  # the form came from an address not yet verified for its sender
 
     @property
     def received_th(self) -> str:
@@ -153,10 +158,15 @@ class Renderer:
 
     def subject(self, data: ReplyData) -> str:
         """The sender's own subject (our earlier tags removed), `Re: ` once, and our tag."""
+        if data.kind == "notice" and data.notice == "copy":  # a new mail, not an answer
+            who = data.sender_name or "หน่วยงานของท่าน"
+            return f"แจ้งเพื่อทราบ: ได้รับแบบฟอร์มข้อมูลของ{who} จาก {data.from_address}"
         original = " ".join(_OUR_TAGS.sub(" ", data.original_subject).split())
         original = original or "(ไม่มีชื่อเรื่อง)"
         if not original.lower().startswith("re:"):
             original = f"Re: {original}"
+        if data.kind == "notice":
+            return f"{original} [แจ้งเพื่อทราบ]"
         if data.kind == "acknowledgement" and data.receipt:
             return f"{original} [เลขรับ {data.receipt}]"
         return f"{original} [ขอให้แก้ไขข้อมูล]"
@@ -183,7 +193,7 @@ class Renderer:
 
 
 # Tags of ours that a reply to our reply carries back in its subject: never stack them.
-_OUR_TAGS = re.compile(r"\[(?:เลขรับ [^\]]*|ขอให้แก้ไขข้อมูล)\]")
+_OUR_TAGS = re.compile(r"\[(?:เลขรับ [^\]]*|ขอให้แก้ไขข้อมูล|แจ้งเพื่อทราบ)\]")
 
 
 def new_message_id(domain: str) -> str:

@@ -8,6 +8,7 @@ from itertools import groupby
 from rich.console import Console
 from rich.table import Table
 
+from intake.display import safe_text
 from intake.reports import KIND_TH, STATUS_TH, EntityStatus, StatusReport, days_to_deadline
 from intake.thai import format_thai_date, format_thai_datetime
 
@@ -66,17 +67,19 @@ def render_table(console: Console, report: StatusReport) -> None:
     for region, group in groupby(report.entities, key=lambda e: e.region_th):
         entities = list(group)
         table.add_section()
-        table.add_row(f"[bold]{region}[/]", "", _tally(entities), "", "", "", "")
+        table.add_row(f"[bold]{safe_text(region)}[/]", "", _tally(entities), "", "", "", "")
         for e in entities:
             style = STYLE[e.status]
             status = STATUS_TH[e.status] + (" (หลังกำหนด)" if e.late else "")
-            name = f"[bold]{e.name_th}[/]" if e.kind == "cluster" else f"   {e.name_th}"
+            status += " (ผู้ส่งยังไม่ยืนยัน)" if e.verified is False else ""
+            name = safe_text(e.name_th)  # names and receipts are shown, never interpreted
+            name = f"[bold]{name}[/]" if e.kind == "cluster" else f"   {name}"
             table.add_row(
                 name,
                 KIND_TH[e.kind],
                 f"[{style}]{status}[/]",
                 str(e.versions or ""),
-                e.receipt or "",
+                safe_text(e.receipt or ""),
                 format_thai_datetime(e.last_received_at) if e.last_received_at else "",
                 _remark(e, report),
             )

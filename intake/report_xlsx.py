@@ -2,7 +2,8 @@
 
 One sheet with the summary on top and one row per expected sender below (Thai headers, status
 colours, a frozen header row and filters), and a second sheet with what waits for review. Every
-text cell is written as text: a subject line starting with `=` stays a string, never a formula.
+text cell is written as text: a subject line starting with `=` stays a string, never a formula;
+and passes `display.xlsx_text`, so a control character in a subject cannot break the file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from intake.display import xlsx_value
 from intake.report_table import countdown_th
 from intake.reports import KIND_TH, STATUS_TH, StatusReport, days_to_deadline
 from intake.review import reason_th
@@ -39,7 +41,7 @@ REVIEW_COLUMNS = (
 
 
 def _put(ws: Worksheet, row: int, col: int, value: Any, **style: Any) -> Any:
-    cell = ws.cell(row=row, column=col, value=value)
+    cell = ws.cell(row=row, column=col, value=xlsx_value(value))
     if isinstance(value, str):
         cell.data_type = "s"  # never a formula, whatever the text starts with
     cell.font = Font(name=FONT, **style.pop("font", {}))

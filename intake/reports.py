@@ -5,7 +5,10 @@ The status rules, in one place:
 - `needs_correction`: forms came, none valid;
 - `missing`: nothing came;
 - `late`: the first valid form arrived (IMAP INTERNALDATE) after the sender's deadline (the
-  campaign deadline, or the one extended for that sender).
+  campaign deadline, or the one extended for that sender);
+- `verified`: whether the version that counts came from an address verified for the sender
+  (roster, roster domain with DMARC pass, coordinator); False: it counts provisionally until the
+  coordinator confirms or rejects it (`intake review`); null when no version counts.
 
 The JSON layout is a contract relied on from outside; keep it exactly.
 """
@@ -43,6 +46,7 @@ class EntityStatus:
     receipt: str | None
     sort_key: str
     deadline_override: datetime | None = None  # this sender's own, later deadline (if extended)
+    verified: bool | None = None  # the counting version's address was verified (None: none counts)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ def build_report(session: Session, deadline: datetime, now: datetime) -> StatusR
                 receipt=row.receipt,
                 sort_key=row.sort_key,
                 deadline_override=as_utc(row.deadline_override) if row.deadline_override else None,
+                verified=row.verified,
             )
         )
     entities.sort(key=lambda e: e.sort_key)
@@ -119,6 +124,7 @@ def to_json_dict(report: StatusReport) -> dict[str, Any]:
                 "last_received_at": _iso(e.last_received_at),
                 "versions": e.versions,
                 "receipt": e.receipt,
+                "verified": e.verified,
             }
             for e in report.entities
         ],

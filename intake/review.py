@@ -47,6 +47,8 @@ REASONS_TH = {
     "no_form": "ไม่พบแบบฟอร์มที่อ่านได้",
     "processing_error": "ประมวลผลอีเมลไม่สำเร็จ",
     "unexpected_sender": "ได้รับจากหน่วยที่ไม่อยู่ในรายชื่อผู้ส่ง",
+    "unverified_sender": "ส่งจากอีเมลที่ยังไม่ยืนยัน (นับไว้ก่อน รอยืนยัน)",
+    "unverified_pending": "ส่งจากอีเมลที่ยังไม่ยืนยัน (ยังไม่ใช้แทนข้อมูลเดิม รอยืนยัน)",
     "dmarc_fail": "ตรวจสอบแหล่งที่มาของอีเมลไม่ผ่าน (อาจถูกปลอมแปลง)",
     "bounce": "อีเมลตอบกลับถูกตีกลับ",
     "reply_failed": "ส่งอีเมลตอบกลับไม่สำเร็จ",
@@ -73,6 +75,7 @@ ACTIONS_TH = {
     "add_address": "เพิ่มอีเมลในรายชื่อ",
     "accept_submission": "รับแบบฟอร์ม",
     "reject_submission": "ไม่รับแบบฟอร์ม",
+    "confirm_sender": "ยืนยันอีเมลผู้ส่งและแบบฟอร์ม",
     "mark_received": "บันทึกว่าได้รับทางช่องทางอื่น",
     "extend_deadline": "ขยายกำหนดส่ง",
     "resend_reply": "ส่งอีเมลตอบกลับอีกครั้ง",
@@ -189,27 +192,87 @@ def add_address(session: Session, sender_id: str, address: str, actor: str, note
     return Done(f"{what} {address} ในรายชื่ออีเมลของ {sender.name_th}", sender.id)
 
 
+def submission_of_item(session: Session, item_id: int) -> int:
+    """The form an open review item decides (`intake review confirm --item`)."""
+    item = _get(session, ReviewItem, item_id, "รายการตรวจสอบลำดับที่")
+    if item.submission_id is None:
+        raise ReviewError(f"รายการตรวจสอบลำดับที่ {item_id} ไม่ได้เกี่ยวกับแบบฟอร์มฉบับใด")
+    return int(item.submission_id)
+
+
 def decide_submission(
     session: Session, submission_id: int, accept: bool, actor: str, note: str, *, campaign: str
 ) -> Done:
-    """Accept or reject a form by hand, with the reason; a replay will not overturn it."""
+    """Accept or reject a form by hand, with the reason; a replay will not overturn it. The
+    review items about that form (unverified sender, unexpected sender) are closed with it."""
     if not note.strip():
         raise ReviewError("กรุณาระบุเหตุผล (--note)")
     submission = _get(session, Submission, submission_id, "แบบฟอร์มลำดับที่")
     before = submission.status.value
     submission.status = SubmissionStatus.VALID if accept else SubmissionStatus.INVALID
     submission.accepted_by, submission.note = actor, note.strip()
+    if accept:  # a person vouches for this form (its address is not learned: see confirm)
+        submission.verified = True
     if accept and submission.receipt is None:
         submission.receipt = new_receipt(session, submission.received_at, campaign)
+    closed = _close_items(
+        session, rq.open_items_for(session, submission_id=submission.id), actor, note.strip()
+    )
     queries.audit(
         session, actor, "accept_submission" if accept else "reject_submission",
         f"submission:{submission.id}",
         sender_id=submission.sender_id, before=before, receipt=submission.receipt, note=note,
+        closed_items=closed,
     )  # fmt: skip
     verb = "รับ" if accept else "ไม่รับ"
     return Done(
         f"{verb}แบบฟอร์มฉบับที่ {submission.version} ของ {submission.sender_id} แล้ว",
         submission.sender_id,
+    )
+
+
+def confirm_submission(
+    session: Session, submission_id: int, actor: str, note: str = "", *, campaign: str
+) -> Done:
+    """A person confirms that the address a form came from speaks for its sender: the address
+    is learned (source `confirmed`), the form counts as verified, and one that waited (PENDING)
+    now counts with a receipt. The only way an address is learned from a mail. Like `accept`, a
+    replay keeps it (`accepted_by`)."""
+    submission = _get(session, Submission, submission_id, "แบบฟอร์มลำดับที่")
+    message = session.get(Message, submission.message_id) if submission.message_id else None
+    address = ((message.from_address if message else None) or "").strip().lower()
+    if "@" not in address:
+        raise ReviewError(f"แบบฟอร์มลำดับที่ {submission_id} ไม่มีที่อยู่อีเมลผู้ส่งที่ยืนยันได้")
+    sender = _sender(session, submission.sender_id)
+    if not sender.expected:
+        raise ReviewError(
+            f"{sender.name_th} ไม่อยู่ในรายชื่อผู้ส่ง: ใช้ intake review accept หรือ reject แทน"
+        )
+    before = submission.status.value
+    new = queries.add_sender_address(session, sender.id, address, "confirmed")
+    submission.verified = True
+    # a person's decision, like `accept`: a replay keeps it and asks nothing again
+    submission.accepted_by = actor
+    submission.note = note.strip() or f"ยืนยันอีเมลผู้ส่ง {address}"
+    if submission.status == SubmissionStatus.PENDING:
+        submission.status = SubmissionStatus.VALID
+    if submission.status == SubmissionStatus.VALID and submission.receipt is None:
+        submission.receipt = new_receipt(session, submission.received_at, campaign)
+    closed = _close_items(
+        session,
+        rq.open_items_for(session, submission_id=submission.id),
+        actor,
+        note or f"ยืนยัน {address} เป็นอีเมลของ {sender.name_th}",
+    )
+    queries.audit(
+        session, actor, "confirm_sender", f"submission:{submission.id}",
+        sender_id=sender.id, address=address, new_address=new, before=before,
+        receipt=submission.receipt, closed_items=closed, note=note,
+    )  # fmt: skip
+    return Done(
+        f"ยืนยัน {address} เป็นอีเมลของ {sender.name_th} และรับแบบฟอร์มฉบับที่ "
+        f"{submission.version} แล้ว",
+        sender.id,
     )
 
 

@@ -1,8 +1,11 @@
 """The expected senders, read from `config/senders/` (plain fact, editable by the coordinator).
 
 `provinces.csv` and `clusters.csv` are the reference data as published; `addresses.csv`
-(`sender_id,address`) holds the known e-mail addresses, empty at first. Bangkok is in the
-reference data but was not addressed by the letter, so it is not expected unless configured.
+(`sender_id,address`) holds the known e-mail addresses, empty at first. Either reference file may
+carry an optional `domains` column (`;`-separated, e.g. `chiangmai.go.th`): an address in one of
+those domains is verified for that sender when Gmail's Authentication-Results show DMARC pass.
+Bangkok is in the reference data but was not addressed by the letter, so it is not expected
+unless configured.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class RosterEntry:
     aliases: tuple[str, ...] = ()
     addresses: tuple[str, ...] = ()
     expected: bool = True
+    domains: tuple[str, ...] = ()  # mail domains of its own (verified with DMARC pass)
     region_order: int = 0
     cluster_order: int = 0
 
@@ -81,6 +85,13 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(";") if part.strip())
 
 
+def _domains(value: str) -> tuple[str, ...]:
+    """`chiangmai.go.th; @ChiangMai.go.th.` -> ("chiangmai.go.th",): lowercased, no `@` or dots
+    at the ends; a value without a dot is not a mail domain and is dropped."""
+    out = (part.strip().lstrip("@").strip(".").lower() for part in _split(value))
+    return tuple(d for d in out if "." in d)
+
+
 def load_roster(senders_dir: Path, include_bangkok: bool = False) -> Roster:
     clusters = _read_csv(senders_dir / "clusters.csv")
     provinces = _read_csv(senders_dir / "provinces.csv")
@@ -109,6 +120,7 @@ def load_roster(senders_dir: Path, include_bangkok: bool = False) -> Roster:
                 region_en=row["region_en"],
                 cluster_id=row["cluster_id"],
                 addresses=tuple(addresses.get(row["cluster_id"], ())),
+                domains=_domains(row.get("domains", "")),
                 region_order=region_order,
                 cluster_order=index,
             )
@@ -131,6 +143,7 @@ def load_roster(senders_dir: Path, include_bangkok: bool = False) -> Roster:
                 cluster_id=cid,
                 aliases=_split(row.get("aliases_th", "")) + _split(row.get("aliases_en", "")),
                 addresses=tuple(addresses.get(row["code"], ())),
+                domains=_domains(row.get("domains", "")),
                 expected=include_bangkok or row["code"] != BANGKOK,
                 region_order=region_order,
                 cluster_order=cluster_order,

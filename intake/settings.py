@@ -9,6 +9,7 @@ passed down: no module reads the environment on its own.
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal
@@ -217,11 +218,62 @@ def os_user() -> str:
         return "unknown"
 
 
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|sslpassword)=)[^&]*")
+
+
+def _clear_url(url: str) -> bool:
+    """True when the URL reads one way only: no "@" after the credentials' separator (in the
+    host, the database or the query), so SQLAlchemy's parse is the right one."""
+    from storage.session import parse_url
+
+    parsed = parse_url(url)
+    after = (parsed.host or "", parsed.database or "", str(dict(parsed.query)))
+    return not any("@" in part for part in after)
+
+
+def _split_credentials(url: str) -> tuple[str, str | None, str] | None:
+    """("scheme://user", password or None, what follows the "@"), the credentials taken up to
+    the LAST "@": a password may hold "@", ":", "/", "%", "#" unencoded, and hiding a little too
+    much (an "@" in a database name) is better than showing part of a password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return None
+    userinfo, _, hostpart = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    return f"{scheme}://{user}", (password if colon else None), hostpart
+
+
 def redact_url(url: str) -> str:
-    """Hide a password in a database URL before it reaches a log or a screen."""
-    from sqlalchemy.engine import make_url
+    """A database URL with its whole password hidden, whatever characters it holds, before it
+    reaches a log or a screen (`intake config`, errors)."""
+    from storage.session import parse_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as a placeholder, never raw
+        if _clear_url(url):
+            return _QUERY_SECRET.sub(r"\1***", parse_url(url).render_as_string(hide_password=True))
+    except Exception:  # noqa: BLE001 - not parsable by SQLAlchemy: the split below still hides it
+        pass
+    parts = _split_credentials(url)
+    if parts is None:
         return "<unparsable database URL>"
+    prefix, password, rest = parts
+    return _QUERY_SECRET.sub(r"\1***", f"{prefix}{':***' if password is not None else ''}@{rest}")
+
+
+def database_passwords(url: str) -> list[str]:
+    """The password of a database URL in every form it may be written in (for log redaction);
+    never a fragment of it (SQLAlchemy's reading of `u:p@s/s@host` would give "p")."""
+    from urllib.parse import unquote
+
+    from storage.session import parse_url
+
+    found: set[str] = set()
+    try:
+        if _clear_url(url) and parse_url(url).password:
+            found.add(str(parse_url(url).password))
+    except Exception:  # noqa: BLE001 - an unparsable URL: the split below is all there is
+        pass
+    parts = _split_credentials(url)
+    if parts is not None and parts[1]:
+        found |= {parts[1], unquote(parts[1])}
+    return sorted(found)

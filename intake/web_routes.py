@@ -16,10 +16,10 @@ from intake.review import ReviewError
 from intake.web import (
     Web,
     bytes_of,
+    client_of,
     parse_local,
     report_now,
     safe_next,
-    slow_down,
     xlsx_response,
 )
 from storage import review_queries as rq
@@ -33,9 +33,9 @@ def routes(web: Web) -> list[Route]:
 
     async def index(request: Request) -> Response:
         board = await run_in_threadpool(lambda: web_model.dashboard(report_now(svc)))
-        qr = web_model.qr_svg(web.template_url(request))
+        qr = web_model.qr_svg(web.template_url())
         return web.render(
-            request, "index.html", board=board, qr=qr, template_url=web.template_url(request),
+            request, "index.html", board=board, qr=qr, template_url=web.template_url(),
             grid=(web_model.GRID_COLUMNS, web_model.GRID_ROWS),
         )  # fmt: skip
 
@@ -86,21 +86,25 @@ def routes(web: Web) -> list[Route]:
         target = safe_next(str(form.get("next") or ""))
         if not web.csrf_ok(request, form):
             return PlainTextResponse("CSRF token missing or wrong: reload the page", 403)
-        token = str(form.get("token", ""))
-        import secrets
-
-        if not web.token or not secrets.compare_digest(token, web.token):
-            await slow_down()
+        client = client_of(request)
+        wait = web.throttle.wait(client)
+        if wait:  # throttled: the token is not even looked at
+            return web.render(
+                request, "login.html", 429, {"Retry-After": str(wait)}, next=target, wait=wait
+            )
+        if not web.token_ok(str(form.get("token", ""))):
+            web.throttle.failed(client)
             return web.render(request, "login.html", 401, next=target, error=True)
+        web.throttle.succeeded(client)
+        web.sessions.end(request.session.get("sid"))
         request.session.clear()  # a new session after login (no fixation)
-        request.session.update(
-            auth=web.fingerprint, name=str(form.get("name", "")).strip()[:60] or "web"
-        )
+        request.session["sid"] = web.sessions.start(str(form.get("name", "")).strip()[:60] or "web")
         return RedirectResponse(target, 303)
 
     async def logout(request: Request) -> Response:
         form = await request.form()
         if web.csrf_ok(request, form):
+            web.sessions.end(request.session.get("sid"))  # the old cookie is worth nothing now
             request.session.clear()
         return RedirectResponse("/login" if web.token else "/", 303)
 
@@ -171,6 +175,9 @@ def _run_action(web: Web, form: dict[str, Any], actor: str) -> review.Done:
         ),
         "reject": lambda s: review.decide_submission(
             s, int(form["submission_id"]), False, actor, note, campaign=settings.campaign
+        ),
+        "confirm": lambda s: review.confirm_submission(
+            s, int(form["submission_id"]), actor, note, campaign=settings.campaign
         ),
         "received": lambda s: review.mark_received(
             s,

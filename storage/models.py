@@ -27,8 +27,10 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -48,6 +50,31 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON,
         list[str]: JSON,
     }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = getattr(cls, "__table__", None)
+        if table is not None:
+            for column in table.columns:
+                if type(column.type) is String and column.type.length:
+                    column.type = FittedString(column.type.length)
+
+
+class FittedString(TypeDecorator[str]):
+    """VARCHAR(n) that cuts a longer value to n characters on the way in, for every model
+    (`Base` gives it to each String(n) column). Mail and forms are hostile and careless: a phone
+    cell holding three numbers is a DataError on PostgreSQL that would fail the whole message
+    after every retry, while SQLite stores it whole; cut, both store the same and the message
+    is decided. Where the whole value matters the column is Text."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        length = getattr(self.impl, "length", None)
+        if isinstance(value, str) and length and len(value) > length:
+            return value[:length]
+        return value
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -78,6 +105,9 @@ class MessageOutcome(enum.StrEnum):
 class SubmissionStatus(enum.StrEnum):
     VALID = "valid"
     INVALID = "invalid"
+    # a valid form that does not count until a person decides: from an unverified address while
+    # a verified one's form stands, or from an office that is not an expected sender
+    PENDING = "pending"
 
 
 class OutboxState(enum.StrEnum):
@@ -123,7 +153,8 @@ class SenderAddress(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sender_id: Mapped[str] = mapped_column(ForeignKey("sender.id"), index=True)
     address: Mapped[str] = mapped_column(String(320), index=True)
-    source: Mapped[str] = mapped_column(String(20))  # config | learned | coordinator
+    # config | coordinator | confirmed (all verified); learned (before issue 11, not verified)
+    source: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     bounced_at: Mapped[datetime | None]
 
@@ -239,6 +270,8 @@ class Submission(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     header_extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     accepted_by: Mapped[str | None] = mapped_column(String(100))  # set when a person decided
+    # False: the From address was not verified for this sender when it came (intake/record.py)
+    verified: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
@@ -351,7 +384,8 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     smtp_response: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    sending_at: Mapped[datetime | None]
+    sending_at: Mapped[datetime | None]  # by the real clock: when the claim below was made
+    sending_by: Mapped[str | None] = mapped_column(String(200))  # host:pid:token of the sender
     sent_at: Mapped[datetime | None]
 
 
@@ -363,6 +397,8 @@ class ReviewItem(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"), index=True)
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    # the form a confirm/reject decides (`unverified_sender`, `unverified_pending`)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"))
     reason: Mapped[str] = mapped_column(String(60))
     detail: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[ReviewState] = mapped_column(_enum(ReviewState), index=True)

@@ -40,6 +40,7 @@ from storage.models import (
     SubmissionStatus,
     WorkerStatus,
 )
+from storage.session import storable
 
 # --- roster -------------------------------------------------------------------------------------
 
@@ -105,8 +106,17 @@ def _insert(session: Session, model: Any) -> Any:
     return sqlite_insert(model)
 
 
+# Where an address came from that makes it verified for its sender: the roster file, the
+# coordinator adding it, or the coordinator confirming a form sent from it. Rows with source
+# `learned` (recorded from a valid form before issue 11) identify a sender but verify nothing.
+VERIFIED_SOURCES = ("config", "coordinator", "confirmed")
+
+
 def add_sender_address(session: Session, sender_id: str, address: str, source: str) -> bool:
-    """Record an address for a sender once; True when it was new."""
+    """Record an address for a sender once; True when it was new. A value without `@` is never
+    an address (a From of `<script>` parses to `script`): nothing is recorded."""
+    if "@" not in address:
+        return False
     # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
     inserted = session.execute(
         _insert(session, SenderAddress)
@@ -310,11 +320,16 @@ class SenderHistory(NamedTuple):
     last_valid_version: int | None
     same_file_version: int | None  # the earliest version made from the same file, if any
     deadline_override: datetime | None
+    last_verified_valid_version: int | None = None  # the latest valid one from a verified address
+    address_verified: bool = False  # the address asked about is verified for this sender
 
 
-def sender_history(session: Session, sender_id: str, file_sha256: str | None) -> SenderHistory:
-    """A sender's latest version, latest valid version, earliest version of this file and own
-    deadline, in one round trip (four separate queries per form before)."""
+def sender_history(
+    session: Session, sender_id: str, file_sha256: str | None, address: str | None = None
+) -> SenderHistory:
+    """A sender's latest version, latest valid version, earliest version of this file, own
+    deadline, latest valid version from a verified address, and whether `address` is a verified
+    address of the sender, in one round trip (six separate queries per form otherwise)."""
     versions = select(func.max(Submission.version)).where(Submission.sender_id == sender_id)
     same_file = (
         select(func.min(Submission.version)).where(
@@ -329,9 +344,77 @@ def sender_history(session: Session, sender_id: str, file_sha256: str | None) ->
             versions.where(Submission.status == SubmissionStatus.VALID).scalar_subquery(),
             same_file.scalar_subquery(),
             select(Sender.deadline_override).where(Sender.id == sender_id).scalar_subquery(),
+            versions.where(
+                Submission.status == SubmissionStatus.VALID, Submission.verified.is_(True)
+            ).scalar_subquery(),
+            exists().where(
+                SenderAddress.sender_id == sender_id,
+                SenderAddress.address == (address or "").strip().lower(),
+                SenderAddress.source.in_(VERIFIED_SOURCES),
+            )
+            if address and "@" in address
+            else false(),
         )
     ).one()
-    return SenderHistory(*row)
+    last, last_valid, same_file, override, verified_valid, known = row
+    return SenderHistory(last, last_valid, same_file, override, verified_valid, bool(known))
+
+
+def verified_valid_before(session: Session, sender_id: str, version: int) -> bool:
+    """Whether a valid form from a verified address came before `version` (replays only)."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Submission.sender_id == sender_id,
+                    Submission.status == SubmissionStatus.VALID,
+                    Submission.verified.is_(True),
+                    Submission.version < version,
+                )
+            )
+        )
+    )
+
+
+def verified_addresses(session: Session, sender_id: str) -> list[str]:
+    """A sender's verified addresses that have not bounced, oldest first."""
+    return list(
+        session.scalars(
+            select(SenderAddress.address)
+            .where(
+                SenderAddress.sender_id == sender_id,
+                SenderAddress.source.in_(VERIFIED_SOURCES),
+                SenderAddress.bounced_at.is_(None),
+            )
+            .order_by(SenderAddress.id)
+        )
+    )
+
+
+def sender_of_our_mail(
+    session: Session, message_ids: Sequence[str], receipts: Sequence[str]
+) -> str | None:
+    """The sender a mail of ours was about: by its Message-ID (in the order given, the first
+    that names one sender wins), else by a receipt number we gave. None when nothing matches."""
+    wanted = [f"<{m.strip().strip('<>')}>" for m in message_ids if m and m.strip("<> ")]
+    if wanted:
+        found: dict[str, set[str]] = {}
+        for header, sender_id, submitted in session.execute(
+            select(Outbox.message_id_header, Outbox.sender_id, Submission.sender_id)
+            .outerjoin(Submission, Submission.id == Outbox.submission_id)
+            .where(Outbox.message_id_header.in_(wanted))
+        ):
+            found.setdefault(header, set()).update(s for s in (sender_id, submitted) if s)
+        for header in wanted:
+            if len(found.get(header, ())) == 1:
+                return next(iter(found[header]))
+    if receipts:
+        senders = set(
+            session.scalars(select(Submission.sender_id).where(Submission.receipt.in_(receipts)))
+        )
+        if len(senders) == 1:
+            return next(iter(senders))
+    return None
 
 
 def submission_by_version(session: Session, sender_id: str, version: int) -> Submission | None:
@@ -391,14 +474,15 @@ def outbox_due(
 
 def outbox_keys_in_state(
     session: Session, state: OutboxState
-) -> list[tuple[int, str, datetime | None]]:
-    """(id, Message-ID, sending_at) of the rows in `state`: the columns only, never the raw MIME."""
+) -> list[tuple[int, str, datetime | None, str | None]]:
+    """(id, Message-ID, sending_at, sending_by) of the rows in `state`: the columns only, never
+    the raw MIME."""
     rows = session.execute(
-        select(Outbox.id, Outbox.message_id_header, Outbox.sending_at)
+        select(Outbox.id, Outbox.message_id_header, Outbox.sending_at, Outbox.sending_by)
         .where(Outbox.state == state)
         .order_by(Outbox.id)
     )
-    return [(outbox_id, message_id, sending_at) for outbox_id, message_id, sending_at in rows]
+    return [(outbox_id, message_id, at, by) for outbox_id, message_id, at, by in rows]
 
 
 def transition_outbox(
@@ -428,12 +512,14 @@ def add_review(
     detail: str = "",
     message_id: int | None = None,
     outbox_id: int | None = None,
+    submission_id: int | None = None,
 ) -> ReviewItem:
     item = ReviewItem(
         reason=reason,
         detail=detail,
         message_id=message_id,
         outbox_id=outbox_id,
+        submission_id=submission_id,
         state=ReviewState.OPEN,
     )
     session.add(item)
@@ -497,6 +583,7 @@ class SenderStatusRow(NamedTuple):
     first_valid_late: bool | None
     receipt: str | None  # the receipt of the latest valid version
     deadline_override: datetime | None
+    verified: bool | None = None  # whether the latest valid version came from a verified address
 
 
 def sender_status_rows(session: Session) -> list[SenderStatusRow]:
@@ -535,6 +622,7 @@ def sender_status_rows(session: Session) -> list[SenderStatusRow]:
             agg.c.valid_versions,
             agg.c.last_received_at,
             latest.c.receipt,
+            latest.c.verified,
             first.c.received_at,
             first.c.late,
         )
@@ -552,7 +640,7 @@ def sender_status_rows(session: Session) -> list[SenderStatusRow]:
     out = []
     for (
         sender_id, kind, name_th, name_en, region_th, cluster_id, sort_key, deadline_override,
-        versions, valid, last_at, receipt, first_at, first_late,
+        versions, valid, last_at, receipt, verified, first_at, first_late,
     ) in session.execute(stmt):  # fmt: skip
         out.append(
             SenderStatusRow(
@@ -570,6 +658,7 @@ def sender_status_rows(session: Session) -> list[SenderStatusRow]:
                 first_valid_late=first_late,
                 receipt=receipt,
                 deadline_override=deadline_override,
+                verified=bool(verified) if valid else None,
             )
         )
     return out
@@ -666,7 +755,7 @@ def insert_values(
         rows = _bound_values(table, columns, values, dialect, as_text)
         with raw.cursor() as cursor, cursor.copy(f"COPY {into} FROM STDIN") as copy:  # type: ignore[union-attr]
             for value in rows:
-                copy.write_row(value)
+                copy.write_row(storable(value))  # COPY bypasses the engine's NUL rule
     elif dialect.paramstyle == "qmark":
         marks = ", ".join("?" for _ in columns)
         conn.exec_driver_sql(

@@ -50,6 +50,7 @@ class ReviewEntry:
     outbox_to: str | None = None
     outbox_error: str | None = None
     sender_ids: tuple[str, ...] = ()  # senders the message's forms or the reply belong to
+    submission_id: int | None = None  # the form a confirm/reject decides
 
 
 def open_review_entries(session: Session) -> list[ReviewEntry]:
@@ -88,6 +89,7 @@ def open_review_entries(session: Session) -> list[ReviewEntry]:
                 outbox_to=box.to_address if box else None,
                 outbox_error=box.last_error if box else None,
                 sender_ids=tuple(sorted(ids)),
+                submission_id=item.submission_id,
             )
         )
     return out
@@ -107,10 +109,16 @@ def _senders_of_messages(session: Session, message_ids: Iterable[int]) -> dict[i
 
 
 def open_items_for(
-    session: Session, *, message_id: int | None = None, outbox_id: int | None = None
+    session: Session,
+    *,
+    message_id: int | None = None,
+    outbox_id: int | None = None,
+    submission_id: int | None = None,
 ) -> list[ReviewItem]:
-    """Open review items about one message or one reply."""
+    """Open review items about one message, one reply or one form."""
     stmt = select(ReviewItem).where(ReviewItem.state == ReviewState.OPEN)
+    if submission_id is not None:
+        stmt = stmt.where(ReviewItem.submission_id == submission_id)
     if message_id is not None:
         stmt = stmt.where(ReviewItem.message_id == message_id)
     if outbox_id is not None:

@@ -16,22 +16,82 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def parse_url(url: str) -> URL:
+    """`make_url`, except that an unencoded "@" in the password stays in the password.
+
+    SQLAlchemy ends the password at the first "@", so `u:p@ss@host/db` would connect to the host
+    `ss@host` (and name it, half the password, in the error). A host never holds "@": what
+    comes before its last "@" belongs to the password."""
     parsed = make_url(url)
+    host = parsed.host or ""
+    if "@" in host and parsed.password is not None:
+        extra, _, real_host = host.rpartition("@")
+        parsed = parsed.set(password=f"{parsed.password}@{extra}", host=real_host)
+    return parsed
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    else:
+        engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
+    return engine
+
+
+def _without_nul(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _executemany: bool
+) -> tuple[str, Any]:
+    """Every text value bound to any statement (ORM, Core `insert(...)`, `text()`) loses its NUL
+    characters, here and only here: PostgreSQL refuses NUL in text (a DataError that would fail
+    the message after every retry), and SQLite keeps the same values so both stores agree. Mail
+    is hostile: an encoded NUL in a subject, a file name or a form cell must still be recorded.
+    A lone surrogate (undecodable bytes carried through) becomes U+FFFD for the same reason:
+    neither driver can encode it. Bytes (LargeBinary columns) are left alone."""
+    return statement, storable(parameters)
+
+
+def storable(parameters: Any) -> Any:
+    """The parameters with NUL removed and lone surrogates replaced (see `_without_nul`); the
+    same object when nothing needs it. Also for paths that bypass the cursor, such as COPY."""
+    return _storable(parameters) if _unstorable(parameters) else parameters
+
+
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _BAD_TEXT.search(value) is not None
+    if isinstance(value, dict):
+        return any(_unstorable(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_unstorable(v) for v in value)
+    return False
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value.replace("\x00", ""))
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_storable(v) for v in value)
+    return value
 
 
 def _configure_sqlite(engine: Engine) -> None:

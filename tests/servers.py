@@ -880,3 +880,231 @@ class StubTcpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------- Gmail labels
+
+
+_LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
+_CAPABILITY_CODE = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
+_LABEL_STORE = re.compile(
+    rb"^(\S+) (UID )?STORE (\S+) ([+-]?)X-GM-LABELS(\.SILENT)? \((.*)\)\r\n$", re.IGNORECASE
+)
+_FETCH = re.compile(rb"^(\S+) (UID )?FETCH (\S+) (.*)\r\n$", re.IGNORECASE)
+_SELECT = re.compile(rb"^\S+ (?:SELECT|EXAMINE) (?:\"((?:[^\"\\]|\\.)*)\"|(\S+))", re.IGNORECASE)
+_TAGGED_DONE = re.compile(rb"^(\S+) (OK|NO|BAD)\b", re.IGNORECASE)
+_FLAGS_ITEM = re.compile(rb"FLAGS \(([^)]*)\)")
+_ASTRING = re.compile(rb'"((?:[^"\\]|\\.)*)"|([^\s()"]+)')
+
+
+class GmailLabelProxy:
+    """An IMAP proxy in front of a DovecotServer that speaks Gmail's labels (X-GM-EXT-1).
+
+    Everything is relayed unchanged (literals included) except:
+    - CAPABILITY (the untagged answer and the `[CAPABILITY …]` codes) gains `X-GM-EXT-1`;
+    - `UID STORE set +X-GM-LABELS[.SILENT] (labels)` (and `-`) becomes a STORE of Dovecot keywords,
+      one per label; without .SILENT the FETCH answers carry `X-GM-LABELS (…)` as Gmail's do;
+    - `FETCH … X-GM-LABELS` becomes FETCH FLAGS, answered as `X-GM-LABELS (\\Inbox "label" …)`:
+      Gmail's system label for the inbox, then every user label quoted (modified UTF-7).
+    With `fail_labels` set, every X-GM-LABELS STORE is answered `NO System Error (Failure)`, as
+    Gmail answers a store it cannot do, and nothing is stored. `label_stores` counts them.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.fail_labels = False
+        self.label_stores = 0
+        self._keywords: dict[str, str] = {}  # label -> Dovecot keyword
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        self._stopped = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True, name="gmail-proxy")
+
+    def start(self) -> GmailLabelProxy:
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(2)
+        self._sock.close()
+        for conn in list(self._conns):
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def __enter__(self) -> GmailLabelProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def imap_settings(self, base: ImapSettings, **overrides: Any) -> ImapSettings:
+        """`base` (a Dovecot user's settings) pointed at the proxy, in Gmail-label mode."""
+        values = {**base.model_dump(), "port": self.port, "mark": "gmail-label", **overrides}
+        return ImapSettings(**values)
+
+    # labels <-> keywords --------------------------------------------------------
+
+    def _keyword(self, label: str) -> str:
+        with self._lock:
+            if label not in self._keywords:
+                self._keywords[label] = f"$GmLabel{len(self._keywords) + 1}"
+            return self._keywords[label]
+
+    def _labels_of(self, flags: bytes, inbox: bool) -> bytes:
+        from imapclient.imap_utf7 import encode as utf7
+
+        with self._lock:
+            by_keyword = {kw.lower(): label for label, kw in self._keywords.items()}
+        labels = [b"\\Inbox"] if inbox else []
+        for flag in flags.split():
+            label = by_keyword.get(flag.decode("ascii", "replace").lower())
+            if label is not None:
+                quoted = utf7(label).replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+                labels.append(b'"' + quoted + b'"')
+        return b"X-GM-LABELS (" + b" ".join(labels) + b")"
+
+    # relaying -------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _addr = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            client.settimeout(None)
+            self._conns += [client, upstream]
+            session = _ProxySession(self, client, upstream)
+            threading.Thread(target=session.from_client, daemon=True).start()
+            threading.Thread(target=session.from_server, daemon=True).start()
+
+
+class _ProxySession:
+    """One client connection and its upstream Dovecot connection."""
+
+    def __init__(self, proxy: GmailLabelProxy, client: socket.socket, upstream: socket.socket):
+        self.proxy = proxy
+        self.client, self.upstream = client, upstream
+        self.to_client = threading.Lock()
+        self.rewrite: dict[bytes, bool] = {}  # tag -> also keep FLAGS in FETCH answers
+        self.inbox = False
+
+    def _close(self) -> None:
+        for sock in (self.client, self.upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _send_client(self, data: bytes) -> None:
+        with self.to_client:
+            self.client.sendall(data)
+
+    def from_client(self) -> None:
+        reader = self.client.makefile("rb")
+        in_command = False
+        try:
+            while True:
+                line = reader.readline()
+                if not line:
+                    return
+                if not in_command:
+                    line = self._command(line)
+                if line:
+                    self.upstream.sendall(line)
+                literal = _LITERAL.search(line) if line else None
+                if literal:
+                    self.upstream.sendall(reader.read(int(literal.group(1))))
+                in_command = bool(literal)
+        except OSError:
+            return
+        finally:
+            self._close()
+
+    def _command(self, line: bytes) -> bytes:
+        """The command as Dovecot should get it; b"" when the proxy answered it itself."""
+        selected = _SELECT.match(line)
+        if selected:
+            name = selected.group(1) or selected.group(2) or b""
+            self.inbox = name.upper() == b"INBOX"
+        store = _LABEL_STORE.match(line)
+        if store:
+            tag, uid, messages, sign, silent, labels = store.groups()
+            self.proxy.label_stores += 1
+            if self.proxy.fail_labels:
+                self._send_client(tag + b" NO System Error (Failure)\r\n")
+                return b""
+            from imapclient.imap_utf7 import decode as utf7
+
+            names = [
+                utf7(quoted.replace(b'\\"', b'"').replace(b"\\\\", b"\\") if quoted else atom)
+                for quoted, atom in _ASTRING.findall(labels)
+            ]
+            keywords = " ".join(self.proxy._keyword(name) for name in names).encode()
+            if not silent:
+                self.rewrite[tag] = False
+            return b"%s %sSTORE %s %sFLAGS%s (%s)\r\n" % (
+                tag, uid or b"", messages, sign, silent or b"", keywords,
+            )  # fmt: skip
+        fetch = _FETCH.match(line)
+        if fetch and b"X-GM-LABELS" in fetch.group(4).upper():
+            tag, uid, messages, items = fetch.groups()
+            keep_flags = re.search(rb"\bFLAGS\b", items, re.IGNORECASE) is not None
+            self.rewrite[tag] = keep_flags
+            items = re.sub(rb"X-GM-LABELS", b"" if keep_flags else b"FLAGS", items, flags=re.I)
+            items = re.sub(rb"\(\s+|\s+\)", lambda m: m.group(0).strip(), items)
+            return b"%s %sFETCH %s %s\r\n" % (tag, uid or b"", messages, items)
+        return line
+
+    def from_server(self) -> None:
+        reader = self.upstream.makefile("rb")
+        try:
+            while True:
+                line = reader.readline()
+                if not line:
+                    return
+                self._send_client(self._answer(line))
+                literal = _LITERAL.search(line)
+                while literal:  # the literal, then the rest of the same response
+                    self._send_client(reader.read(int(literal.group(1))))
+                    line = reader.readline()
+                    if not line:
+                        return
+                    self._send_client(self._answer(line))
+                    literal = _LITERAL.search(line)
+        except OSError:
+            return
+        finally:
+            self._close()
+
+    def _answer(self, line: bytes) -> bytes:
+        """A response line as Gmail would send it."""
+        line = _CAPABILITY_CODE.sub(lambda m: b"[CAPABILITY " + m.group(1) + b" X-GM-EXT-1]", line)
+        if line.upper().startswith(b"* CAPABILITY "):
+            line = line.rstrip(b"\r\n") + b" X-GM-EXT-1\r\n"
+        done = _TAGGED_DONE.match(line)
+        if done and done.group(1) in self.rewrite:
+            del self.rewrite[done.group(1)]
+        elif self.rewrite and line.startswith(b"* ") and b" FETCH (" in line.upper():
+            keep_flags = any(self.rewrite.values())
+
+            def labels(m: re.Match[bytes]) -> bytes:
+                mapped = self.proxy._labels_of(m.group(1), self.inbox)
+                return m.group(0) + b" " + mapped if keep_flags else mapped
+
+            line = _FLAGS_ITEM.sub(labels, line)
+        return line

@@ -128,7 +128,12 @@ def harness(tmp_path, database_url, imap_user, smtp_server):
 
 def test_a_roster_address_failing_dmarc_is_stored_but_not_accepted_nor_answered(harness):
     h = harness
-    # the first form teaches the roster this address (no Authentication-Results: unknown, not held)
+    # the roster has this address (addresses are no longer learned from a form); the first form
+    # has no Authentication-Results: unknown, not held
+    with h.svc.factory.begin() as session:
+        from storage import queries
+
+        queries.add_sender_address(session, "TH-50", "saraban@chiangmai.go.th", "config")
     h.user.append(province_mail(1, "saraban@chiangmai.go.th", "เชียงใหม่",
                                 [valid_form("เชียงใหม่")]), ON_TIME)
     h.poll()
@@ -166,9 +171,12 @@ def test_a_configured_roster_address_with_an_aligned_pass_is_answered(harness):
     assert h.review_reasons() == []
 
 
-def test_an_address_not_on_the_roster_is_not_affected(harness):
+def test_an_address_not_on_the_roster_is_held_only_on_an_explicit_dmarc_fail(harness):
+    """The stricter rule (no DMARC policy and no aligned pass) is for roster addresses only; an
+    explicit `dmarc=fail` holds whoever the From claims to be (tests/test_trust.py)."""
     h = harness
-    h.user.append(_spoofed(4, "someone@example.org", GMAIL_FAIL), ON_TIME)
+    soft = "mx.google.com; dmarc=none; spf=neutral smtp.mailfrom=other.example"
+    h.user.append(_spoofed(4, "someone@example.org", soft), ON_TIME)
     h.poll()
     assert [m.rcpt_tos for m in h.smtp.messages] == [["someone@example.org"]]
     assert "dmarc_fail" not in h.review_reasons()

@@ -186,9 +186,18 @@ def test_sender_history_reads_a_senders_past_in_one_query(database_url):
     _seed_sender(factory)
     extended = datetime(2024, 1, 29, 16, 59, tzinfo=UTC)
     with session_scope(factory) as session:
-        assert queries.sender_history(session, "TH-50", "b") == (3, 2, 2, None)
-        assert queries.sender_history(session, "TH-50", None) == (3, 2, None, None)
-        assert queries.sender_history(session, "TH-99", "b") == (None, None, None, None)
+        assert queries.sender_history(session, "TH-50", "b") == (3, 2, 2, None, 2, False)
+        assert queries.sender_history(session, "TH-50", None) == (3, 2, None, None, 2, False)
+        assert queries.sender_history(session, "TH-99", "b") == (
+            None, None, None, None, None, False,
+        )  # fmt: skip
+        queries.add_sender_address(session, "TH-50", "saraban@chiangmai.go.th", "config")
+        queries.add_sender_address(session, "TH-50", "old@chiangmai.go.th", "learned")
+        queries.add_sender_address(session, "TH-50", "not-an-address", "config")
+        asked = {a: queries.sender_history(session, "TH-50", None, a).address_verified
+                 for a in ("Saraban@ChiangMai.go.th", "old@chiangmai.go.th", "not-an-address")}
+        assert asked == {"Saraban@ChiangMai.go.th": True, "old@chiangmai.go.th": False,
+                         "not-an-address": False}  # fmt: skip
         session.get(Sender, "TH-50").deadline_override = extended  # type: ignore[union-attr]
     with session_scope(factory) as session:
         override = queries.sender_history(session, "TH-50", "zzz").deadline_override
@@ -234,6 +243,9 @@ def test_statements_and_commits_per_message_do_not_grow_with_the_form(tmp_path, 
         counts["commits"] += 1
 
     identifier = Identifier(svc.roster)
+    with session_scope(svc.factory) as session:  # verified addresses: the common path
+        for n in (1, 2, 3):
+            queries.add_sender_address(session, "TH-50", f"saraban{n}@chiangmai.go.th", "config")
     seen = []
     for n, projects in [(1, 2), (2, 2), (3, 200)]:  # the first also creates cursor and counter
         counts.update(statements=0, commits=0)
@@ -243,7 +255,7 @@ def test_statements_and_commits_per_message_do_not_grow_with_the_form(tmp_path, 
             svc, _submission_mail(n, projects), when, "imap", location
         )
         outcome = pipeline.process_message(svc, message_id, identifier)
-        assert is_new and outcome.claimed and len(outcome.submissions) == 1 and outcome.learned
+        assert is_new and outcome.claimed and len(outcome.submissions) == 1
         seen.append(dict(counts))
     assert seen[1] == seen[2]
     assert seen[1]["commits"] == 3
@@ -258,29 +270,42 @@ def test_statements_and_commits_per_message_do_not_grow_with_the_form(tmp_path, 
     engine.dispose()
 
 
-def test_an_address_learned_from_a_valid_form_identifies_the_next_mail_in_the_same_cycle(
-    tmp_path, database_url
-):
-    """The decision reports the address it recorded (`Outcome.learned`) and the cycle's index
-    takes it at once, without reading the address table again."""
+def test_an_address_is_learned_only_when_the_coordinator_confirms_it(tmp_path, database_url):
+    """A valid form from an address on no roster counts provisionally but teaches nothing (issue
+    11: anyone could otherwise speak for a province); once the coordinator confirms it, the
+    address identifies and verifies the next mail."""
+    from intake import review
+
     svc = _services(tmp_path, database_url)
-    office = "chiangmai.office@gmail.com"  # on no roster: only the valid form can teach it
+    office = "chiangmai.office@gmail.com"  # on no roster
     form = build_submission(
         subject="ส่งแบบฟอร์มข้อมูล", from_=office, to="jpp.moi9999@gmail.com",
         body="เรียน ผู้ประสานงาน\n", message_id="<learn1@example.com>",
         attachments=[("แบบฟอร์ม.xlsx", filled_form_bytes("เชียงใหม่"), XLSX)],
     )  # fmt: skip
-    scan = build_submission(
-        subject="ส่งเอกสาร", from_=office, to="jpp.moi9999@gmail.com",
-        body="เรียน ผู้ประสานงาน\n", message_id="<learn2@example.com>",
-        attachments=[("scan.pdf", b"%PDF-1.4\n%%EOF\n", "application/pdf")],
-    )  # fmt: skip
-    for n, raw in enumerate([form, scan], start=1):
+
+    def scan(n: int) -> bytes:
+        return build_submission(
+            subject="ส่งเอกสาร", from_=office, to="jpp.moi9999@gmail.com",
+            body="เรียน ผู้ประสานงาน\n", message_id=f"<learn{n}@example.com>",
+            attachments=[("scan.pdf", b"%PDF-1.4\n%%EOF\n", "application/pdf")],
+        )  # fmt: skip
+
+    for n, raw in enumerate([form, scan(2)], start=1):
         pipeline.archive_message(svc, raw, datetime(2024, 1, 19, n, tzinfo=UTC), "import")
     report = pipeline.CycleReport()
     pipeline.process_pending(svc, report)
     assert report.processed == 2
     with session_scope(svc.factory) as session:
-        senders = [s.sender_id for s in session.query(Submission).order_by(Submission.id)]
-    assert senders == ["TH-50", "TH-50"]  # the scan was known by the address the form taught
+        rows = [(s.sender_id, s.verified) for s in session.query(Submission).order_by(Submission.id)]
+        assert rows == [("TH-50", False)]  # the scan is not known by the address
+        assert queries.addresses_by_sender(session) == {}
+        [first] = session.query(Submission).all()
+        review.confirm_submission(session, first.id, "coordinator", campaign="2567")
+    pipeline.archive_message(svc, scan(3), datetime(2024, 1, 19, 5, tzinfo=UTC), "import")
+    pipeline.process_pending(svc, pipeline.CycleReport())
+    with session_scope(svc.factory) as session:
+        assert queries.addresses_by_sender(session) == {"TH-50": {office}}
+        rows = [(s.sender_id, s.verified) for s in session.query(Submission).order_by(Submission.id)]
+        assert rows == [("TH-50", True), ("TH-50", True)]
     svc.factory.kw["bind"].dispose()

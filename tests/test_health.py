@@ -17,7 +17,7 @@ from intake.worker import EXIT_WEDGED, Worker
 from storage.session import migrate
 from tests.intake_env import CONFIG_DIR, IntakeRunner, settings_env
 from tests.servers import StubTcpServer
-from tests.test_pipeline_e2e import _fill_mailbox
+from tests.test_pipeline_e2e import _fill_mailbox, _roster
 from tests.worker_env import rows
 
 NOW = datetime(2024, 1, 20, 3, 0, tzinfo=UTC)
@@ -43,6 +43,7 @@ def test_status_is_unhealthy_until_a_poll_succeeds_and_reads_the_health_file(
     assert never.returncode == 5 and "no poll has ever completed" in never.stdout
     no_file = intake("status", "--file", check=False)
     assert no_file.returncode == 5 and "no health file" in no_file.stderr
+    _roster(intake)  # verified senders: only the question from an unknown address waits
     _fill_mailbox(user)
     intake("poll", "--once")
     ok = intake("status")

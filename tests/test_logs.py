@@ -76,3 +76,20 @@ def test_secrets_never_reach_the_log(capture, fmt):
     text = out.getvalue()
     assert text.count("***") >= 3 and secret not in text and "wörd" not in text
     assert 'pa\\"ss' not in text  # nor its escaped form
+
+
+@pytest.mark.parametrize("fmt", ["kv", "json"])
+def test_control_characters_from_a_mail_never_reach_the_log_raw(capture, fmt):
+    """A subject's ESC, CR or CSI would recolour the operator's terminal or forge a log line."""
+    out = capture(fmt)
+    log = logging.getLogger("intake.test")
+    logs.event(log, "message.handled", subject="a\x1b[31m\rfake level=error\x9b2J\x00")
+    log.warning("raw %s", "b\x1b]0;title\x07")
+    text = out.getvalue()
+    assert not any(c in text for c in "\x00\x07\x1b\r\x9b")
+    lines = text.splitlines()
+    assert len(lines) == 2
+    if fmt == "json":
+        assert json.loads(lines[0])["subject"] == "a\x1b[31m\rfake level=error\x9b2J\x00"
+    else:
+        assert 'subject="a\\x1b[31m\\x0dfake level=error\\x9b2J\\x00"' in lines[0]

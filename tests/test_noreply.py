@@ -1,5 +1,6 @@
-"""Never answer a robot: one real message through IMAP per no-reply rule, bounces of our own replies
-matched and flagged, and the per-recipient cap that stops a loop the rules missed."""
+"""Never answer a robot, but always read it: one real message through IMAP per no-reply rule (its
+form is read and counts, unanswered), bounces of our own replies matched and flagged, and the
+per-recipient cap that stops a loop the rules missed."""
 
 from __future__ import annotations
 
@@ -48,31 +49,58 @@ RULES = [
     ("precedence:bulk", lambda own: _with_form(CM, "Precedence: bulk")),
     ("precedence:list", lambda own: _with_form(CM, "Precedence: list")),
     ("precedence:junk", lambda own: _with_form(CM, "Precedence: junk")),
+    ("precedence:auto_reply", lambda own: _with_form(CM, "Precedence: auto_reply")),
     ("list-id", lambda own: _with_form(CM, "List-Id: <news.chiangmai.go.th>")),
     ("list-unsubscribe", lambda own: _with_form(CM, "List-Unsubscribe: <mailto:u@x.go.th>")),
     ("x-auto-response-suppress", lambda own: _with_form(CM, "X-Auto-Response-Suppress: OOF, AutoReply")),
     ("empty-return-path", lambda own: _with_form(CM, "Return-Path: <>")),
     ("mailer-daemon", lambda own: _with_form("MAILER-DAEMON@chiangmai.go.th")),
     ("mailer-daemon", lambda own: _with_form("postmaster@chiangmai.go.th")),
+    ("mailer-daemon", lambda own: _with_form('"MAILER-DAEMON"@chiangmai.go.th')),
+    ("mailer-daemon", lambda own: _with_form("postmaster+bounces@chiangmai.go.th")),
     ("noreply", lambda own: _with_form("no-reply@chiangmai.go.th")),
     ("noreply", lambda own: _with_form("donotreply+x@chiangmai.go.th")),
     ("delivery-report", lambda own: _read_receipt()),
     ("own-address", lambda own: _with_form(own)),
+    # every Gmail spelling of our own mailbox (jpp.moi9999@gmail.com in the test settings)
+    ("own-address", lambda own: _with_form(own.replace(".", "", 1))),
+    ("own-address", lambda own: _with_form(own.replace("@gmail.com", "@googlemail.com").upper())),
+    ("own-address", lambda own: _with_form(own.replace("@", "+intake@"))),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("reason", "build"), RULES, ids=[f"{i}-{r}" for i, (r, _) in enumerate(RULES)])
-def test_no_reply_to_a_robot(harness, reason, build):
+def test_no_reply_to_a_robot_but_its_form_is_read_and_counts(harness, reason, build):
+    """Robot markers decide whether we reply, never whether we read: the form in each of these
+    mails is recorded and counts for Chiang Mai (provisionally: no address is verified here),
+    and nothing at all is sent."""
     h = harness
+    h.svc.settings.smtp.from_address = "jpp.moi9999@gmail.com"  # the letter's Gmail mailbox
     h.user.append(build(h.svc.settings.smtp.from_address), ON_TIME)
     report = h.poll()
-    assert report.outcomes == {"noise": 1}
+    assert report.outcomes == {"submission": 1}
     assert h.rows("select outcome, noise_reason, state from message") == [
-        ("noise", reason, "done")
+        ("submission", reason, "done")
     ]
+    assert h.rows("select sender_id, status, verified from submission") == [
+        ("TH-50", "valid", False)
+    ]
+    assert h.rows("select count(*) from attachment") == [(1,)]
     assert h.rows("select count(*) from outbox") == [(0,)]
-    assert h.rows("select count(*) from submission") == [(0,)]
     assert h.smtp.data_attempts == 0
+    assert h.review_reasons() == ["unverified_sender"]
+
+
+def test_a_robot_mail_without_a_form_is_noise_and_raises_nothing(harness):
+    h = harness
+    h.user.append(province_mail(8, "no-reply@chiangmai.go.th", "ข่าวประชาสัมพันธ์ จังหวัดเชียงใหม่",
+                                [("logo.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64, "image/png")]),
+                  ON_TIME)
+    report = h.poll()
+    assert report.outcomes == {"noise": 1}
+    assert h.rows("select count(*) from attachment") == [(1,)]
+    assert h.rows("select count(*) from submission") == [(0,)]
+    assert h.review_reasons() == [] and h.smtp.data_attempts == 0
 
 
 def test_the_same_message_from_a_person_is_answered(harness):
@@ -83,8 +111,16 @@ def test_the_same_message_from_a_person_is_answered(harness):
     assert [m.message["X-Intake-Kind"] for m in h.smtp.messages] == ["acknowledgement"]
 
 
+def _on_roster(h, address: str = CM) -> None:  # type: ignore[no-untyped-def]
+    from storage import queries
+
+    with h.svc.factory.begin() as session:
+        queries.add_sender_address(session, "TH-50", address, "config")
+
+
 def test_a_bounce_of_our_ack_flags_the_address_and_is_never_answered(harness):
     h = harness
+    _on_roster(h)  # addresses are no longer learned from a form: the roster has it
     h.user.append(_with_form(CM), ON_TIME)
     h.poll()
     [(outbox_id, ours)] = h.rows("select id, message_id_header from outbox")
@@ -102,6 +138,7 @@ def test_a_bounce_of_our_ack_flags_the_address_and_is_never_answered(harness):
 
 def test_a_bounce_of_mail_we_never_sent_flags_nothing(harness):
     h = harness
+    _on_roster(h)
     h.user.append(_with_form(CM), ON_TIME)
     h.poll()
     h.user.append(build_bounce("someone-else@elsewhere.example"), ON_TIME)

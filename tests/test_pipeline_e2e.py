@@ -97,9 +97,20 @@ def _fill_mailbox(user) -> dict[str, int]:  # type: ignore[no-untyped-def]
     return uids
 
 
+def _roster(intake) -> None:  # type: ignore[no-untyped-def]
+    """The official addresses of the mix, as the coordinator adds them (verified senders)."""
+    for sender_id, address in (
+        ("TH-50", "saraban@chiangmai.go.th"),
+        ("TH-57", "saraban@chiangrai.go.th"),
+        ("north-upper-2", "saraban@chiangrai.go.th"),
+    ):
+        intake("review", "add-address", sender_id, address)
+
+
 def test_poll_once_end_to_end_and_a_second_run_changes_nothing(env):
     intake, user, smtp, url, tmp = env
     intake("db", "upgrade")
+    _roster(intake)
     uids = _fill_mailbox(user)
 
     first = intake("poll", "--once")
@@ -113,8 +124,10 @@ def test_poll_once_end_to_end_and_a_second_run_changes_nothing(env):
     assert set(report) == {"deadline", "generated_at", "summary", "entities", "review"}
     assert set(by_id["TH-50"]) == {
         "id", "kind", "name_th", "name_en", "status", "late", "last_received_at", "versions",
-        "receipt",
+        "receipt", "verified",
     }
+    assert [by_id[s]["verified"] for s in ("TH-50", "TH-57", "north-upper-2")] == [True] * 3
+    assert by_id["TH-51"]["verified"] is None and by_id["TH-52"]["verified"] is None
     assert by_id["TH-50"]["status"] == "accepted" and by_id["TH-50"]["receipt"].startswith("2567-")
     assert by_id["TH-50"]["last_received_at"] == "2024-01-19T10:00:00+07:00"  # INTERNALDATE
     assert by_id["TH-51"]["status"] == "needs_correction" and by_id["TH-51"]["receipt"] is None
@@ -292,6 +305,7 @@ def test_two_pollers_at_once_handle_every_message_once(env):
 def test_a_crash_after_smtp_accepted_never_sends_twice(env):
     intake, user, smtp, url, _ = env
     intake("db", "upgrade")
+    _roster(intake)
     user.append(_mail(1, "saraban@chiangmai.go.th", "เชียงใหม่",
                       [("cm.xlsx", filled_form_bytes("เชียงใหม่"), XLSX)]), ON_TIME)
     crashed = intake("poll", "--once", check=False, INTAKE_FAULT="after_smtp")
@@ -309,6 +323,7 @@ def test_a_crash_after_smtp_accepted_never_sends_twice(env):
 def test_an_interrupted_send_found_in_the_sent_folder_counts_as_sent(env):
     intake, user, smtp, url, _ = env
     intake("db", "upgrade")
+    _roster(intake)
     user.append(_mail(1, "saraban@chiangmai.go.th", "เชียงใหม่",
                       [("cm.xlsx", filled_form_bytes("เชียงใหม่"), XLSX)]), ON_TIME)
     crashed = intake("poll", "--once", check=False, INTAKE_FAULT="after_smtp")

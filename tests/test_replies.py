@@ -213,6 +213,10 @@ def test_sender_titles():
 
 
 def _one_ack(h, n: int = 1) -> None:  # type: ignore[no-untyped-def]
+    from storage import queries
+
+    with h.svc.factory.begin() as session:  # a roster address: no confirmation to wait for
+        queries.add_sender_address(session, "TH-50", "saraban@chiangmai.go.th", "config")
     h.user.append(mail(n, CM, SUBJECT, [valid_form("เชียงใหม่")]), ON_TIME)
 
 
@@ -290,6 +294,7 @@ def test_a_crash_between_commit_and_smtp_never_sends_twice(tmp_path: Path, datab
     imap, user = imap_user
     intake = IntakeRunner(settings_env(tmp_path, database_url, imap, smtp_server.smtp_settings()))
     intake("db", "upgrade")
+    intake("review", "add-address", "TH-50", "saraban@chiangmai.go.th")  # a verified address
     user.append(mail(1, CM, SUBJECT, [valid_form("เชียงใหม่")]), ON_TIME)
     crashed = intake("poll", "--once", check=False, INTAKE_FAULT="before_smtp")
     assert crashed.returncode == 137

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,37 @@ def test_shipped_example_targets_gmail():
     assert (s.imap.host, s.imap.security, s.imap.effective_port()) == ("imap.gmail.com", "ssl", 993)
     assert s.imap.username.lower() == "jpp.moi9999@gmail.com"
     assert s.imap.password.get_secret_value() == ""  # the app password comes from the environment
+
+
+PASSWORDS = ["SEKa@SEKb", "SEKa@SEKb@SEKc", "SEKa:SEKb", "SEKa/SEKb", "SEKa%SEKb", "SEKa#SEKb",
+             "SEK@a:/%#SEKb"]  # fmt: skip
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_a_database_password_is_masked_whole_whatever_it_holds(
+    password: str, tmp_path: Path
+) -> None:
+    """Written into the URL as an operator would, unencoded: `intake config` and the error of
+    `intake db upgrade` (a closed port) show none of it, and the log redaction knows it whole."""
+    from typer.testing import CliRunner
+
+    from intake import cli
+    from intake.logs import settings_secrets
+    from intake.settings import redact_url
+
+    url = f"postgresql+psycopg://intake:{password}@127.0.0.1:1/intake"
+    assert redact_url(url) == "postgresql+psycopg://intake:***@127.0.0.1:1/intake"
+    env = {"INTAKE_DATABASE_URL": url, "INTAKE_CONFIG": str(tmp_path / "absent.toml"),
+           "COLUMNS": "200"}  # fmt: skip
+    shown = []
+    for args, code in ((["config"], 0), (["db", "upgrade"], cli.EXIT_CONFIG)):
+        cli.state.settings, cli.state.config = None, None
+        result = CliRunner().invoke(cli.app, args, env=env)
+        assert result.exit_code == code, (args, result.output)
+        shown.append(result.output)
+    assert "intake:***@127.0.0.1:1/intake" in shown[0]
+    assert "migration of postgresql+psycopg://intake:***@127.0.0.1:1/intake failed" in shown[1]
+    assert "127.0.0.1" in shown[1] and "SEK" not in "".join(shown)  # the right host was tried
+    settings = load_settings(tmp_path / "absent.toml", database_url=url)
+    assert password in settings_secrets(settings)
+    assert not [s for s in settings_secrets(settings) if s != password and s in password]

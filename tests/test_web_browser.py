@@ -70,7 +70,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Seeded, str]]:
     db = seed(tmp_path, url)
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(db.svc), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(db.svc, "127.0.0.1", port), host="127.0.0.1", port=port, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

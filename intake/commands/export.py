@@ -45,4 +45,4 @@ def export(
     except ExportError as exc:
         output.unlink(missing_ok=True)
         cli._fail(2, str(exc))
-    cli.err.print(f"written to {output}", highlight=False)
+    cli.err.print(f"written to {output}", highlight=False, markup=False)

@@ -41,6 +41,7 @@ def remind(
 
 
 def _table(svc: Any, planned: list[Any]) -> Table:
+    from intake.display import safe_text
     from intake.reminders import render
 
     table = Table(title=f"reminders due now: {len(planned)} (dry run, nothing queued or sent)")
@@ -50,12 +51,10 @@ def _table(svc: Any, planned: list[Any]) -> Table:
     for item in planned:
         subject, _, _ = render(svc, item, now)
         contact = item.contact
-        table.add_row(
-            contact.sender_id,
-            contact.title_th,
-            STATUS_TH.get(contact.status, contact.status),
-            item.address,
-            item.slot.key,
-            subject,
-        )
+        table.add_row(  # addresses and names may come from mail: shown, never interpreted
+            *map(safe_text, (
+                contact.sender_id, contact.title_th, STATUS_TH.get(contact.status, contact.status),
+                item.address, item.slot.key, subject,
+            ))
+        )  # fmt: skip
     return table

@@ -40,7 +40,9 @@ def _act(action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
             done = action(session, *args, **kwargs)
     except ReviewError as exc:
         cli._fail(2, str(exc))
-    cli.console.print(f"[green]✓[/] {done.message_th}", highlight=False)
+    from intake.display import safe_text
+
+    cli.console.print(f"[green]✓[/] {safe_text(done.message_th, multiline=True)}", highlight=False)
 
 
 def _instant(text: str) -> datetime:
@@ -78,6 +80,9 @@ def review_list(ctx: typer.Context) -> None:
 
 
 def render_pending(console: Console, entries: list[Any]) -> None:
+    """The queue as a table. Subjects, addresses and details come from mail: each passes
+    `safe_text` (markup escaped, control characters shown), never printed raw."""
+    from intake.display import safe_text as t
     from intake.review import OUTBOX_STATE_TH, reason_th
     from intake.thai import format_thai_datetime
 
@@ -91,19 +96,24 @@ def render_pending(console: Console, entries: list[Any]) -> None:
         mail = ""
         if e.message_id is not None:
             when = format_thai_datetime(e.received_at) if e.received_at else ""
-            mail = f"#{e.message_id} {e.from_address or '-'}\n{e.subject or ''}\n{when}"
+            mail = f"#{e.message_id} {t(e.from_address or '-')}\n{t(e.subject or '')}\n{when}"
         if e.outbox_id is not None:
             state = OUTBOX_STATE_TH.get(e.outbox_state or "", e.outbox_state)
-            mail += f"\nตอบกลับ #{e.outbox_id} ถึง {e.outbox_to} ({state})"
+            mail += f"\nตอบกลับ #{e.outbox_id} ถึง {t(e.outbox_to)} ({t(state)})"
         hints = []
+        if e.submission_id is not None and e.reason in ("unverified_sender", "unverified_pending"):
+            hints += [f"confirm {e.submission_id}", f"reject {e.submission_id} --note …"]
+        elif e.submission_id is not None and e.reason == "unexpected_sender":
+            hints += [f"accept {e.submission_id} --note …", f"reject {e.submission_id} --note …"]
         if e.message_id is not None and e.outbox_id is None:
             hints += [f"assign {e.message_id} SENDER"]
             if e.from_address:
-                hints += [f"add-address SENDER {e.from_address}"]
+                hints += [f"add-address SENDER {t(e.from_address)}"]
         if e.outbox_state in {"held", "failed"}:
             hints += [f"resend {e.outbox_id}", f"cancel {e.outbox_id}"]
         hints += [f"resolve {e.id} --note …"]
-        table.add_row(str(e.id), reason_th(e.reason), mail.strip(), e.detail, "\n".join(hints))
+        detail = t(e.detail, multiline=True)
+        table.add_row(str(e.id), t(reason_th(e.reason)), mail.strip(), detail, "\n".join(hints))
     console.print(table)
 
 
@@ -136,12 +146,43 @@ def add_address(
     _act(action, sender, address, _actor(by), note)
 
 
-def _decide(submission: int, accept: bool, note: str, by: str | None) -> None:
+Item = Annotated[
+    int | None,
+    typer.Option("--item", help="Instead of SUBMISSION: the review item number that names it."),
+]
+OptionalSubmission = Annotated[
+    int | None, typer.Argument(help="Submission number (review list, sender's history).")
+]
+
+
+def _submission_of(submission: int | None, item: int | None) -> Any:
+    """The action's target: SUBMISSION, or the form the review item `--item` names (looked up
+    inside the action's own transaction)."""
+    from intake import cli
+    from intake.review import submission_of_item
+
+    if (submission is None) == (item is None):
+        cli._fail(2, "give a submission number, or --item with a review item number (one of them)")
+    if submission is not None:
+        return lambda _session: submission
+    return lambda session: submission_of_item(session, item)  # type: ignore[arg-type]
+
+
+def _decide(
+    submission: int | None, accept: bool, note: str, by: str | None, item: int | None = None
+) -> None:
     from intake import cli
     from intake.review import decide_submission
 
     campaign = cli._settings().campaign
-    _act(decide_submission, submission, accept, _actor(by), note, campaign=campaign)
+    target = _submission_of(submission, item)
+
+    def action(session: Any) -> Any:
+        return decide_submission(
+            session, target(session), accept, _actor(by), note, campaign=campaign
+        )
+
+    _act(action)
 
 
 @review_app.command("accept")
@@ -156,12 +197,35 @@ def accept(
 
 @review_app.command("reject")
 def reject(
-    submission: Annotated[int, typer.Argument(help="Submission number (sender's history).")],
+    submission: OptionalSubmission = None,
+    item: Item = None,
     note: Note = "",
     by: By = None,
 ) -> None:
-    """Reject a form by hand (with a note saying why)."""
-    _decide(submission, False, note, by)
+    """Reject a form by hand (with a note saying why); for a form from an unverified address,
+    `reject SUBMISSION` or `reject --item ITEM` (the address is not learned)."""
+    _decide(submission, False, note, by, item)
+
+
+@review_app.command("confirm")
+def confirm(
+    submission: OptionalSubmission = None,
+    item: Item = None,
+    note: Note = "",
+    by: By = None,
+) -> None:
+    """Confirm that the address a form came from speaks for its sender: the address is learned,
+    the form counts as verified (one that waited now replaces the earlier version)."""
+    from intake import cli
+    from intake.review import confirm_submission
+
+    campaign = cli._settings().campaign
+    target = _submission_of(submission, item)
+
+    def action(session: Any) -> Any:
+        return confirm_submission(session, target(session), _actor(by), note, campaign=campaign)
+
+    _act(action)
 
 
 @review_app.command("received")

@@ -33,5 +33,7 @@ def web(
     except ConfigError as exc:
         cli._fail(cli.EXIT_CONFIG, str(exc))
     svc = cli._services()
-    cli.err.print(f"serving on http://{host}:{port or settings.web.port}/", highlight=False)
+    cli.err.print(
+        f"serving on http://{host}:{port or settings.web.port}/", highlight=False, markup=False
+    )
     serve(svc, host, port or settings.web.port)
