@@ -32,6 +32,7 @@ def env(tmp_path, database_url, imap_user, smtp_server):  # type: ignore[no-unty
     environ = settings_env(tmp_path, database_url, imap, smtp_server.smtp_settings(), now=FROZEN)
     intake = IntakeRunner(environ)
     intake("db", "upgrade")
+    intake("review", "add-address", "TH-50", "saraban@chiangmai.go.th")  # a verified sender
     user.append(
         build_submission(
             subject="แบบฟอร์มข้อมูล จังหวัดเชียงใหม่",
