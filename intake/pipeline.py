@@ -678,6 +678,7 @@ def import_files(
     for raw, received_at in raws:
         when = received_at or _import_time(raw) or svc.clock.now()
         _, is_new = archive_message(svc, raw, when, "import")
+        del raw  # processing reads the archive: a 50 MB mail must not be held twice
         report.fetched += 1
         report.new += int(is_new)
     process_pending(svc, report, progress)
