@@ -218,6 +218,34 @@ def _clean_name(name: str) -> str:
     return stem[: _MAX_NAME - len(suffix)] + suffix
 
 
+# --------------------------------------------------------------------------- refused parts
+
+
+class Refusal(str):
+    """A note on a part that was not opened (a Thai sentence, like every note) that also says
+    which file and why, so the pipeline can make it a problem the sender and the coordinator
+    see instead of "no attachment": `filename` as people know it ("" for several), `code` a
+    problem code (too_large, encrypted, corrupt, format_zip), `archive` the zip it was in."""
+
+    filename: str
+    code: str
+    archive: str | None
+
+    def __new__(cls, text: str, filename: str, code: str, archive: str | None = None) -> Refusal:
+        note = super().__new__(cls, text)
+        note.filename = filename
+        note.code = code
+        note.archive = archive
+        return note
+
+
+def size_th(size: int) -> str:
+    """A size as people say it: "30 MB", "2.5 MB", "800 ไบต์"."""
+    if size < 1024 * 1024:
+        return f"{size:,} ไบต์"
+    return f"{size / (1024 * 1024):,.1f}".removesuffix(".0") + " MB"
+
+
 # --------------------------------------------------------------------------- zip archives
 
 
@@ -247,7 +275,7 @@ def expand_zip(data: bytes, archive: str, limits: Limits, budget: ZipBudget) -> 
             infos = [i for i in zf.infolist() if not i.is_dir()]
             refusal = _refusal(infos, archive, limits, budget)
             if refusal:
-                out.notes.append(refusal)
+                out.notes.append(Refusal(refusal, archive, "too_large", archive))
                 return out
             for info in infos:
                 _take_member(zf, info, archive, limits, budget, out)
@@ -263,7 +291,9 @@ def _refusal(infos: list[zipfile.ZipInfo], archive: str, limits: Limits, budget:
                 f"{limits.zip_max_members} ไฟล์ จึงไม่ได้แตกไฟล์")
     total = sum(i.file_size for i in infos)
     if total > min(limits.zip_max_total_bytes, budget.remaining_bytes):
-        return f"ไฟล์ zip {archive} เมื่อแตกไฟล์แล้วมีขนาดรวมเกินกำหนด จึงไม่ได้แตกไฟล์"
+        return (f"ไฟล์ zip {archive} เมื่อแตกไฟล์แล้วมีขนาดรวม {size_th(total)} เกินกำหนด "
+                f"{size_th(min(limits.zip_max_total_bytes, budget.remaining_bytes))} "
+                "จึงไม่ได้แตกไฟล์")
     for info in infos:
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size >= _RATIO_FLOOR and ratio > limits.zip_max_ratio:
@@ -275,26 +305,36 @@ def _refusal(infos: list[zipfile.ZipInfo], archive: str, limits: Limits, budget:
 def _take_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: str, limits: Limits,
                  budget: ZipBudget, out: ZipOutcome) -> None:
     name = member_name(info)
+    shown = safe_filename(name, 0, "other")
+
+    def refuse(text: str, code: str) -> None:
+        out.notes.append(Refusal(text, shown, code, archive))
+
     if info.flag_bits & 0x1:
-        out.notes.append(f"ไฟล์ {name} ใน zip {archive} ตั้งรหัสผ่านไว้ จึงเปิดอ่านไม่ได้")
+        refuse(f"ไฟล์ {shown} ใน zip {archive} ตั้งรหัสผ่านไว้ จึงเปิดอ่านไม่ได้ "
+               "กรุณาเอารหัสผ่านออกแล้วส่งใหม่", "encrypted")
         return
     if info.file_size > limits.zip_max_member_bytes:
-        out.notes.append(f"ไฟล์ {name} ใน zip {archive} มีขนาดใหญ่เกินกำหนด จึงไม่ได้เปิดอ่าน")
+        refuse(f"ไฟล์ {shown} ใน zip {archive} มีขนาด {size_th(info.file_size)} เกินกำหนด "
+               f"{size_th(limits.zip_max_member_bytes)} จึงไม่ได้เปิดอ่าน", "too_large")
         return
     if budget.remaining_slots <= 0:
-        out.notes.append(f"ไฟล์แนบมีจำนวนเกินกำหนด ไฟล์ {name} ใน zip {archive} จึงไม่ได้เปิดอ่าน")
+        refuse(f"ไฟล์แนบมีจำนวนเกินกำหนด ไฟล์ {shown} ใน zip {archive} จึงไม่ได้เปิดอ่าน",
+               "too_large")
         return
     cap = min(limits.zip_max_member_bytes, budget.remaining_bytes)
     try:
         content = _read_member(zf, info, cap)
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error):
-        out.notes.append(f"ไฟล์ {name} ใน zip {archive} เสียหายหรือใช้วิธีบีบอัดที่เปิดไม่ได้")
+        refuse(f"ไฟล์ {shown} ใน zip {archive} เสียหายหรือใช้วิธีบีบอัดที่เปิดไม่ได้", "corrupt")
         return
     if content is None:
-        out.notes.append(f"ไฟล์ {name} ใน zip {archive} มีขนาดจริงเกินกำหนด จึงไม่ได้เปิดอ่าน")
+        refuse(f"ไฟล์ {shown} ใน zip {archive} มีขนาดจริงเกิน {size_th(cap)} จึงไม่ได้เปิดอ่าน",
+               "too_large")
         return
     if sniff_kind(content, name) == "zip":
-        out.notes.append(f"ไฟล์ {name} ใน zip {archive} เป็นไฟล์ zip ซ้อนอีกชั้น จึงไม่ได้แตกไฟล์")
+        refuse(f"ไฟล์ {shown} ใน zip {archive} เป็นไฟล์ zip ซ้อนอีกชั้น จึงไม่ได้แตกไฟล์ "
+               "กรุณาส่งแบบฟอร์มโดยไม่ต้องบีบอัด", "format_zip")
         return
     budget.remaining_bytes -= len(content)
     budget.remaining_slots -= 1

@@ -89,6 +89,15 @@ def _services() -> Any:
         _fail(EXIT_CONFIG, str(exc))
 
 
+def _guarded_services() -> Any:
+    """`_services` for the commands that read mail (poll, import, reprocess, run), with the
+    last-resort memory ceiling `worker.memory_limit_mb` set first (intake/memguard.py)."""
+    from intake import memguard
+
+    memguard.apply(_settings().worker.memory_limit_mb)
+    return _services()
+
+
 def _store() -> Any:
     """The database and clock only (`intake.bootstrap.open_store`): for commands that read or
     hand-edit the data, which then start without the form reader, pipeline and mail code."""
@@ -166,7 +175,7 @@ def poll(
 
     from intake.cycle import LeaseBusy, poll_with_lease
 
-    svc = _services()
+    svc = _guarded_services()
     while True:
         progress, update = _progress()
         try:
@@ -197,7 +206,7 @@ def import_(
     for path in paths:
         if not path.exists():
             _fail(2, f"no such file or folder: {path}")
-    svc = _services()
+    svc = _guarded_services()
     progress, update = _progress()
     with progress:
         report = import_files(svc, _read_mail_files(paths), update)
@@ -246,7 +255,7 @@ def reprocess(
 
     if not message and not all_:
         _fail(2, "name messages with --message ID, or use --all")
-    svc = _services()
+    svc = _guarded_services()
     report = run_reprocess(svc, list(message) if message else None)
     _print_cycle(report)
 

@@ -15,19 +15,20 @@ typing, safe names and zips are in `intake.attachments`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 
-from intake.attachments import ZipBudget, expand_zip, safe_filename, sniff_kind
+from intake.attachments import Refusal, ZipBudget, expand_zip, safe_filename, size_th, sniff_kind
 from intake.mimetext import (
     UU_BLOCK,
     addresses,
     decode_bytes,
     header_text,
     html_to_text,
+    long_bodies_set_aside,
     msg_ids,
     params_view,
     parse_date,
@@ -36,13 +37,16 @@ from intake.mimetext import (
     part_filename,
     payload_bytes,
     raw_text,
+    restore_set_aside,
     uudecode,
 )
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps that keep a hostile message from exhausting memory or disk."""
+    """Caps that keep a hostile message from exhausting memory or disk: what a mail may carry
+    (attachments, zips in it). What reading one file may cost is `intake.forms.spec.Limits`.
+    A part refused here is a `Refusal` note that reaches the sender and the coordinator."""
 
     max_attachment_bytes: int = 25 * 1024 * 1024
     max_attachments: int = 50
@@ -50,6 +54,11 @@ class Limits:
     zip_max_member_bytes: int = 25 * 1024 * 1024
     zip_max_total_bytes: int = 100 * 1024 * 1024
     zip_max_ratio: float = 100.0
+    # A whole mail: Gmail delivers up to 50 MB; what is bigger is kept (archive) but not opened.
+    max_message_bytes: int = 50 * 1024 * 1024
+    # What the stdlib parser may see once attached files are set aside (about 8 bytes of memory
+    # a byte): the text of a mail, which real mail keeps far below this.
+    max_parsed_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -148,7 +157,8 @@ class _Walk:
         if forwarded:
             # Only one level is opened; a deeper forward is kept whole so nothing is lost.
             self.notes.append("อีเมลที่ส่งต่อมีอีเมลส่งต่อซ้อนอีกชั้น ชั้นที่ลึกกว่าไม่ได้เปิดอ่าน")
-            self.parts.append(_RawPart("forwarded.eml", "message/rfc822", inner.as_bytes(), "forwarded"))
+            whole = restore_set_aside(inner.as_bytes())
+            self.parts.append(_RawPart("forwarded.eml", "message/rfc822", whole, "forwarded"))
             return
         if self.forwarded_from is None:
             senders = addresses([str(v) for k, v in inner.raw_items() if k.lower() == "from"])
@@ -187,10 +197,6 @@ class _Walk:
         return UU_BLOCK.sub(take, text)
 
 
-def _size_th(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB" if size >= 1024 * 1024 else f"{size:,} ไบต์"
-
-
 def _attachments(walk: _Walk, limits: Limits) -> tuple[list[Attachment], list[str]]:
     out: list[Attachment] = []
     notes: list[str] = []
@@ -202,8 +208,10 @@ def _attachments(walk: _Walk, limits: Limits) -> tuple[list[Attachment], list[st
             continue
         if len(raw.data) > limits.max_attachment_bytes:
             name = safe_filename(raw.filename, len(out) + 1, "other")
-            notes.append(f"ไฟล์แนบ {name} มีขนาด {_size_th(len(raw.data))} ใหญ่เกินกำหนด "
-                         f"{_size_th(limits.max_attachment_bytes)} จึงไม่ได้เปิดอ่าน")
+            notes.append(Refusal(
+                f"ไฟล์ {name} มีขนาด {size_th(len(raw.data))} ใหญ่เกินกำหนด "
+                f"{size_th(limits.max_attachment_bytes)} จึงไม่ได้เปิดอ่าน กรุณาลดขนาดไฟล์ "
+                "(เช่น ลบรูปภาพหรือแผ่นงานที่ไม่เกี่ยวข้องออก) แล้วส่งใหม่", name, "too_large"))
             continue
         kind = sniff_kind(raw.data, raw.filename, raw.content_type)
         name = safe_filename(raw.filename, len(out) + 1, kind, raw.data)
@@ -219,8 +227,8 @@ def _attachments(walk: _Walk, limits: Limits) -> tuple[list[Attachment], list[st
                 continue
         out.append(Attachment(name, raw.content_type, kind, raw.data, raw.origin))
     if dropped:
-        notes.append(f"อีเมลมีไฟล์แนบเกินกำหนด {limits.max_attachments} ไฟล์ "
-                     f"ไฟล์ที่เกินอีก {dropped} ไฟล์จึงไม่ได้เปิดอ่าน")
+        notes.append(Refusal(f"อีเมลมีไฟล์แนบเกินกำหนด {limits.max_attachments} ไฟล์ "
+                             f"ไฟล์ที่เกินอีก {dropped} ไฟล์จึงไม่ได้เปิดอ่าน", "", "too_large"))
     return out, notes
 
 
@@ -233,9 +241,34 @@ def parse(raw: bytes, limits: Limits = Limits()) -> ParsedMessage:
     A damaged message still yields what could be read, with Thai `notes` saying what was not.
     """
     try:
-        return _parse(raw, limits)
+        with long_bodies_set_aside(raw) as slim:
+            if len(raw) > limits.max_message_bytes or len(slim) > limits.max_parsed_bytes:
+                return _headers_only(slim, len(raw), limits)
+            return _parse(slim, limits)
+    except MemoryError:
+        raise  # not "an empty mail": the pipeline records it as a failure of this message
     except Exception as exc:
         return _empty(f"อ่านอีเมลนี้ไม่ได้ ({type(exc).__name__})")
+
+
+def _headers_only(raw: bytes, size: int, limits: Limits) -> ParsedMessage:
+    """A mail too big to open: its headers (who, what, threading) and a refusal that tells the
+    sender and the coordinator why nothing in it was read. The raw bytes stay in the archive."""
+    ends = [i for sep in (b"\r\n\r\n", b"\n\n") if (i := raw.find(sep)) >= 0]
+    head = raw[: min(ends)] if ends else raw[: limits.max_parsed_bytes]
+    parsed = _parse(head + b"\n\nbody not read\n", limits)
+    if size > limits.max_message_bytes:
+        why = f"อีเมลฉบับนี้มีขนาด {size_th(size)} เกินกำหนด {size_th(limits.max_message_bytes)}"
+    else:
+        why = (f"เนื้อความของอีเมลฉบับนี้ (ไม่รวมไฟล์แนบ) ยาวเกินกำหนด "
+               f"{size_th(limits.max_parsed_bytes)}")
+    refusal = Refusal(
+        f"{why} จึงไม่ได้เปิดอ่านไฟล์แนบ กรุณาส่งแบบฟอร์มฉบับละหนึ่งอีเมล "
+        "หรือลดขนาดไฟล์แล้วส่งใหม่",
+        "",
+        "too_large",
+    )
+    return replace(parsed, body_text="", attachments=[], notes=[*parsed.notes, refusal])
 
 
 def _empty(note: str) -> ParsedMessage:

@@ -13,6 +13,11 @@ import codecs
 import email.utils
 import quopri
 import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
 from html.parser import HTMLParser
@@ -145,7 +150,7 @@ def _word_bytes(enc: str, payload: str) -> bytes:
     return _b64(payload.encode("ascii", "replace"))
 
 
-def _b64(data: bytes) -> bytes:
+def _b64(data: bytes | memoryview) -> bytes:
     """Base64 as mailers really write it: stray characters, missing or misplaced padding.
 
     `a2b_base64` skips characters outside the alphabet (line breaks, stray junk) exactly as if
@@ -153,7 +158,7 @@ def _b64(data: bytes) -> bytes:
     try:
         return binascii.a2b_base64(data)
     except binascii.Error:
-        bare = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+        bare = re.sub(rb"[^A-Za-z0-9+/]", b"", bytes(data))
         bare = bare[: len(bare) - 1] if len(bare) % 4 == 1 else bare
         return base64.b64decode(bare + b"=" * (-len(bare) % 4))
 
@@ -215,6 +220,82 @@ def _cte(part: Message) -> str:
     return (raw.strip().split() or [""])[0].strip(";").lower()
 
 
+# --------------------------------------------------------------------------- long bodies set aside
+#
+# The stdlib parser keeps every line of a mail as a str object: about 8 bytes of memory for each
+# byte of mail (263 MB for one 24 MB attachment). Every attached file travels as a run of base64
+# lines, and such a run can hold neither a MIME boundary (which starts with "-") nor a header
+# (which needs ":"), so replacing each long run by one marker line leaves the structure the parser
+# sees unchanged. `payload_bytes` swaps the run back in, only for the part being read, straight
+# from the original bytes. The marker holds a random token per parse: a sender cannot forge one.
+
+_SET_ASIDE_MIN = 64 * 1024  # shorter runs cost the parser little
+# possessive: a plain "+" keeps backtracking state for every line (150 MB for a 40 MB run)
+_BASE64_RUN = re.compile(rb"(?:^[A-Za-z0-9+/=]{4,998}\r?\n)++", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class _SetAside:
+    raw: bytes
+    marker: re.Pattern[bytes]  # PREFIX<index> and the line end the parser may have left
+    spans: list[tuple[int, int]]
+
+
+_SET_ASIDE: ContextVar[_SetAside | None] = ContextVar("intake_set_aside", default=None)
+
+
+@contextmanager
+def long_bodies_set_aside(raw: bytes) -> Iterator[bytes]:
+    """The bytes for the parser, long base64 runs replaced by markers; within the block,
+    `payload_bytes` and `restore_set_aside` give the original bytes back."""
+    spans = [m.span() for m in _BASE64_RUN.finditer(raw) if m.end() - m.start() >= _SET_ASIDE_MIN]
+    if not spans:
+        yield raw
+        return
+    prefix = b"XINTAKESETASIDE" + secrets.token_hex(8).upper().encode() + b"N"
+    out: list[bytes] = []
+    pos = 0
+    for index, (start, end) in enumerate(spans):
+        eol = b"\r\n" if raw[end - 2 : end] == b"\r\n" else b"\n"
+        out += [raw[pos:start], prefix, str(index).encode(), eol]
+        pos = end
+    out.append(raw[pos:])
+    state = _SetAside(raw, re.compile(re.escape(prefix) + rb"(\d+)(\r?\n)?"), spans)
+    token = _SET_ASIDE.set(state)
+    try:
+        yield b"".join(out)
+    finally:
+        _SET_ASIDE.reset(token)
+
+
+def restore_set_aside(data: bytes) -> bytes:
+    """`data` with every marker replaced by the run it stands for (see above)."""
+    state = _SET_ASIDE.get()
+    if state is None or not data:
+        return data
+
+    def run(match: re.Match[bytes]) -> bytes:
+        start, end = state.spans[int(match.group(1))]
+        original = state.raw[start:end]
+        # the parser drops the line end before a boundary: drop the run's last one likewise
+        return original if match.group(2) else original.rstrip(b"\r\n")
+
+    return state.marker.sub(run, data)
+
+
+def _one_set_aside(data: bytes) -> memoryview | None:
+    """The original run when `data` is exactly one marker (an attached file's whole body), as a
+    view: decoding it then needs no copy of the encoded text."""
+    state = _SET_ASIDE.get()
+    if state is None or len(data) > 64:
+        return None
+    match = state.marker.fullmatch(data.strip() + b"\n") or state.marker.fullmatch(data.strip())
+    if match is None:
+        return None
+    start, end = state.spans[int(match.group(1))]
+    return memoryview(state.raw)[start:end]
+
+
 def payload_bytes(part: Message) -> bytes:
     """The decoded bytes of a leaf part; unknown transfer encodings keep the raw bytes.
 
@@ -229,6 +310,10 @@ def payload_bytes(part: Message) -> bytes:
     else:
         return b""
     cte = _cte(part)
+    whole = _one_set_aside(data)
+    if whole is not None and cte == "base64":
+        return _b64(whole)
+    data = restore_set_aside(data)
     if cte == "base64":
         return _b64(data)
     if cte == "quoted-printable":

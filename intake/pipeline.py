@@ -34,13 +34,14 @@ from sqlalchemy import insert
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake import memguard, record
 from intake import message as mail
-from intake import record
 from intake.archive import Archive, sha256_hex
+from intake.attachments import Refusal
 from intake.auth import Verdict, dmarc_verdict
 from intake.clock import Clock, as_utc
 from intake.faults import crash_point, fail_point
-from intake.forms import FormSpec, read_forms
+from intake.forms import FormSpec, MessageBudget, part_refused, read_forms
 from intake.forms.model import FormResult, Problem
 from intake.identify import Identifier, Match, receipts_in
 from intake.mimetext import header_text
@@ -278,10 +279,19 @@ def read_message(svc: Services, identifier: Identifier, raw: bytes) -> Reading:
     reading.message_match = identifier.for_message(
         parsed.forwarded_from or parsed.from_address, parsed.subject, parsed.body_text, thread
     )
+    # parts refused before reading (too large, encrypted in a zip) reach sender and coordinator
+    refusals = [note for note in parsed.notes if isinstance(note, Refusal)]
+    refused_archives = {r.archive or r.filename for r in refusals}
+    budget = MessageBudget.of(svc.spec.limits)  # what all files of this message may unpack
     for index, attachment in enumerate(parsed.attachments):  # 5 read
         if attachment.kind in {"text"}:
             continue
-        for result in read_forms(attachment.filename, attachment.kind, attachment.data, svc.spec):
+        if attachment.kind == "zip" and attachment.filename in refused_archives:
+            continue  # its refusal says why, which "send it unzipped" would not
+        unpacked = budget.remaining
+        for result in read_forms(
+            attachment.filename, attachment.kind, attachment.data, svc.spec, budget
+        ):
             if result.data is None:
                 if attachment.kind in SPREADSHEET_LIKE or attachment.kind in {
                     "pdf",
@@ -291,6 +301,15 @@ def read_message(svc: Services, identifier: Identifier, raw: bytes) -> Reading:
                     reading.unreadable.append(result)
                 continue
             reading.forms.append(_identify_form(identifier, reading, result, index))  # 6 identify
+        if max(unpacked - budget.remaining, len(attachment.data)) > memguard.RELEASE_AFTER:
+            memguard.release()  # one bomb's peak must not stay the worker's size
+    for refusal in refusals:
+        if reading.forms:  # a form was read: the refused part is a warning on the first one
+            reading.forms[0].problems.append(
+                Problem("warning", refusal.code, str(refusal), filename=refusal.filename or None)
+            )
+        else:
+            reading.unreadable.append(part_refused(refusal.filename, refusal.code, str(refusal)))
     return reading
 
 
@@ -659,6 +678,7 @@ def import_files(
     for raw, received_at in raws:
         when = received_at or _import_time(raw) or svc.clock.now()
         _, is_new = archive_message(svc, raw, when, "import")
+        del raw  # processing reads the archive: a 50 MB mail must not be held twice
         report.fetched += 1
         report.new += int(is_new)
     process_pending(svc, report, progress)

@@ -112,6 +112,9 @@ class WorkerSettings(BaseModel):
     summary_time: str = "08:00"  # daily summary, local time (settings.timezone)
     reminders_interval: float = 900.0  # how often due reminders are looked for
     log_format: Literal["kv", "json"] = "kv"  # one line per event: key=value or JSON
+    # last-resort ceiling on the process's heap for poll, import, reprocess and run (0: none):
+    # past it the message at hand fails with MemoryError instead of the worker being OOM-killed
+    memory_limit_mb: int = 1024
 
 
 class Settings(BaseSettings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import codecs
 import io
+import os
 import zipfile
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -695,3 +696,65 @@ def test_encoded_word_helper_round_trip():
     # guards the builders the other tests depend on
     assert parse(f"Subject: {encode_word(THAI_SUBJECT, 'windows-874', 'Q')}\r\n\r\n".encode()
                  ).subject == THAI_SUBJECT
+
+
+# --------------------------------------------------------------------------- long bodies set aside
+
+
+def _same_parse(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> ParsedMessage:
+    """parse() with and without long base64 runs set aside must give the same result."""
+    import intake.mimetext as mimetext
+
+    with_set_aside = parse(raw)
+    monkeypatch.setattr(mimetext, "_SET_ASIDE_MIN", 1 << 40)
+    without = parse(raw)
+    monkeypatch.undo()
+    assert with_set_aside == without
+    return with_set_aside
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_set_aside_bodies_come_back_byte_for_byte(eol: bytes, monkeypatch) -> None:
+    big = os.urandom(300 * 1024)
+    raw = build_submission(
+        subject="ส่งแบบฟอร์ม", from_="a@chiangmai.go.th", to="x@gmail.com", body="ข้อความ\n",
+        attachments=[("a.bin", big, "application/octet-stream"),
+                     ("b.bin", os.urandom(100 * 1024), "application/octet-stream")],
+    )  # fmt: skip
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", eol)
+    parsed = _same_parse(raw, monkeypatch)
+    assert [a.data for a in parsed.attachments][0] == big
+
+
+def test_set_aside_keeps_text_bodies_and_forwarded_mail_whole(monkeypatch) -> None:
+    words = b"\n".join(b"Word%d" % i for i in range(20000)) + b"\n"  # base64-like text lines
+    inner = (b"From: saraban@chiangmai.go.th\nSubject: inner\nContent-Type: text/plain\n\n"
+             + words)  # fmt: skip
+    raw = (b"From: a@b.go.th\nSubject: fwd\nMIME-Version: 1.0\n"
+           b"Content-Type: multipart/mixed; boundary=XX\n\n--XX\nContent-Type: text/plain\n\n"
+           + words + b"--XX\nContent-Type: message/rfc822\n\n" + inner + b"--XX--\n")  # fmt: skip
+    parsed = _same_parse(raw, monkeypatch)
+    assert parsed.body_text.endswith("Word19999")
+    assert parsed.forwarded_from == "saraban@chiangmai.go.th"
+
+
+def test_a_forged_marker_is_only_text(monkeypatch) -> None:
+    payload = base64.encodebytes(os.urandom(200 * 1024))
+    raw = (b"From: a@b.go.th\nSubject: s\nMIME-Version: 1.0\n"
+           b"Content-Type: multipart/mixed; boundary=XX\n\n--XX\nContent-Type: text/plain\n\n"
+           b"XINTAKESETASIDE0000000000000000N0\n--XX\n"
+           b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
+           b"Content-Disposition: attachment; filename=f.bin\n\n" + payload + b"--XX--\n")  # fmt: skip
+    parsed = _same_parse(raw, monkeypatch)
+    assert "XINTAKESETASIDE0000000000000000N0" in parsed.body_text
+    assert parsed.attachments[0].data == base64.decodebytes(payload)
+
+
+def test_a_mail_whose_text_is_too_long_is_headers_only_with_a_refusal() -> None:
+    raw = (b"From: Somchai <a@chiangmai.go.th>\nSubject: =?utf-8?b?4Liq4LmI4LiH?=\n\n"
+           + b"text with spaces: not set aside\n" * 300_000)  # fmt: skip
+    parsed = parse(raw)
+    assert parsed.from_address == "a@chiangmai.go.th" and parsed.subject == "ส่ง"
+    assert parsed.attachments == [] and parsed.body_text == ""
+    [note] = parsed.notes
+    assert note.code == "too_large" and "เกินกำหนด 8 MB" in note

@@ -31,7 +31,7 @@ def run() -> None:
         fmt=settings.worker.log_format,
         secrets=logs.settings_secrets(settings),
     )
-    svc = cli._services()
+    svc = cli._guarded_services()
     raise typer.Exit(Worker(svc).run())
 
 

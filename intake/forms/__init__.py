@@ -8,7 +8,8 @@
 """
 
 from intake.forms.model import FormData, FormResult, Locations, Problem, Severity, Where
-from intake.forms.reader import read_forms
+from intake.forms.reader import part_refused, read_forms
+from intake.forms.sources import MessageBudget
 from intake.forms.spec import FormSpec, SpecError, load_spec
 from intake.forms.template import write_template
 from intake.forms.validate import check, validate
@@ -18,12 +19,14 @@ __all__ = [
     "FormResult",
     "FormSpec",
     "Locations",
+    "MessageBudget",
     "Problem",
     "Severity",
     "SpecError",
     "Where",
     "check",
     "load_spec",
+    "part_refused",
     "read_forms",
     "validate",
     "write_template",

@@ -15,18 +15,26 @@ from typing import Any
 
 from intake.forms.model import FormData, FormResult, Locations, Problem, Severity, Where
 from intake.forms.parse import Labels, SheetRead, parse_grid
-from intake.forms.sources import Grid, SourceProblem, open_source
+from intake.forms.sources import Grid, MessageBudget, SourceProblem, open_source
 from intake.forms.spec import FormSpec
 from intake.forms.validate import check
 
 log = logging.getLogger(__name__)
+_OUT_OF_MEMORY = "การอ่านไฟล์นี้ใช้หน่วยความจำเกินขีดจำกัดที่ระบบอ่านได้"
 
 
-def read_forms(filename: str, kind: str, data: bytes, spec: FormSpec) -> list[FormResult]:
+def read_forms(
+    filename: str,
+    kind: str,
+    data: bytes,
+    spec: FormSpec,
+    budget: MessageBudget | None = None,
+) -> list[FormResult]:
     """All forms in one attachment, each read, normalised and validated; never raises.
 
     `kind` is the sniffed content type (xlsx, xlsm, xls, docx, doc, ods, pdf, zip, image, tnef,
-    encrypted, text, other); the file's own bytes win where they say otherwise.
+    encrypted, text, other); the file's own bytes win where they say otherwise. `budget` is
+    shared by the files of one message (`spec.limits.max_message_bytes` together).
     """
     found: dict[int, Labels] = {}  # per grid, shared by the formula pass and the parser
 
@@ -35,12 +43,14 @@ def read_forms(filename: str, kind: str, data: bytes, spec: FormSpec) -> list[Fo
         return found[id(grid)].count > 0
 
     try:
-        source = open_source(kind, data, spec, wanted=wanted)
+        source = open_source(kind, data, spec, wanted=wanted, budget=budget)
     except SourceProblem as exc:
         return [_refused(filename, spec, exc.code, exc.detail)]
-    except MemoryError:
-        return [_refused(filename, spec, "too_large", "")]
+    except MemoryError:  # the process's memory ceiling (intake/memguard.py) was reached
+        return [_refused(filename, spec, "too_large", _OUT_OF_MEMORY)]
     except Exception as exc:  # noqa: BLE001 - a broken or hostile file is reported, never raised
+        if _out_of_memory(exc):
+            return [_refused(filename, spec, "too_large", _OUT_OF_MEMORY)]
         code = "unsafe_file" if _unsafe(exc) else "corrupt"
         log.info("%s refused as %s: %s: %s", filename, code, type(exc).__name__, exc)
         return [_refused(filename, spec, code, "อ่านโครงสร้างภายในไฟล์ไม่สำเร็จ")]
@@ -55,6 +65,15 @@ def read_forms(filename: str, kind: str, data: bytes, spec: FormSpec) -> list[Fo
         return [_refused(filename, spec, "corrupt", "อ่านโครงสร้างแบบฟอร์มไม่สำเร็จ")]
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """libxml2 hit the memory ceiling: lxml reports a failed allocation as a syntax error that
+    says "Memory allocation failed", or with no message at all ("unknown error")."""
+    text = str(exc).lower()
+    return "memory allocation failed" in text or (
+        type(exc).__name__ == "XMLSyntaxError" and text.startswith("unknown error")
+    )
+
+
 def _unsafe(exc: BaseException | None) -> bool:
     """An XML parser refused a DTD or entity somewhere in the exception chain (openpyxl wraps)."""
     seen = 0
@@ -64,6 +83,13 @@ def _unsafe(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+def part_refused(filename: str, code: str, text: str) -> FormResult:
+    """A part that was refused before any reader saw it (too large, encrypted inside a zip),
+    as an unreadable file whose one problem says so: `text` is the Thai sentence."""
+    problem = Problem("error", code, text, filename=filename or None)
+    return FormResult(filename=filename, sheet=None, data=None, problems=[problem])
 
 
 def _refused(filename: str, spec: FormSpec, code: str, detail: str) -> FormResult:

@@ -12,6 +12,12 @@ every XML member is checked for a DTD (entity bombs) before any XML parser sees 
 zipfile never inflates a member past its declared size, so the size checks bound what is
 decompressed and parsed. Sheets are then streamed row by row (lxml without entity resolution,
 or openpyxl read-only with defusedxml) and rows/columns are counted as they come.
+
+Work is bounded before memory is spent (every figure is in `spec.Limits`): `xlsx.py` counts
+cells, rows and shared strings as they stream; what third-party readers parse whole (openpyxl,
+the fallback for what `xlsx.py` does not handle; python-docx) is counted first, at C speed, over
+the raw XML (`_markup`); an old .xls is bounded by its size. All files of one message share a
+`MessageBudget` of unpacked bytes.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from intake.forms.model import Where
 from intake.forms.spec import FormSpec, Limits
 
 log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -65,6 +73,27 @@ class SourceProblem(Exception):
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
         self.detail = detail
+
+
+@dataclass
+class MessageBudget:
+    """The unpacked bytes the files of one message may still cost together
+    (`Limits.max_message_bytes`): six bombs in one mail add up, each within its own limit."""
+
+    remaining: int
+
+    @classmethod
+    def of(cls, limits: Limits) -> MessageBudget:
+        return cls(limits.max_message_bytes)
+
+    def charge(self, size: int, limits: Limits) -> None:
+        if size > self.remaining:
+            raise SourceProblem(
+                "too_large",
+                f"ไฟล์ทั้งหมดในอีเมลฉบับนี้เมื่อขยายแล้วรวมกันเกิน {limits.max_message_bytes // MB} MB"
+                " ไฟล์นี้จึงไม่ได้เปิดอ่าน",
+            )
+        self.remaining -= size
 
 
 @dataclass(frozen=True)
@@ -113,19 +142,25 @@ class Source:
 
 
 def open_source(
-    kind: str, data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool] = lambda g: True
+    kind: str,
+    data: bytes,
+    spec: FormSpec,
+    wanted: Callable[[Grid], bool] = lambda g: True,
+    budget: MessageBudget | None = None,
 ) -> Source:
-    """Grids of the attachment; `wanted` picks the grids worth a second (formula) pass."""
+    """Grids of the attachment; `wanted` picks the grids worth a second (formula) pass;
+    `budget` is what the message's files may still unpack (one file alone when None)."""
+    budget = budget if budget is not None else MessageBudget.of(spec.limits)
     if data.startswith(OLE_MAGIC):
-        return _from_cfb(kind, data, spec)
+        return _from_cfb(kind, data, spec, budget)
     if data.startswith(ZIP_MAGIC):
-        return _from_zip(kind, data, spec, wanted)
+        return _from_zip(kind, data, spec, wanted, budget)
     if kind in ("xlsx", "xlsm", "xls", "docx"):
         raise SourceProblem("corrupt", "ไม่ใช่ไฟล์ Office ที่สมบูรณ์")
     raise SourceProblem(_KIND_CODES.get(kind, "format_other"))
 
 
-def _from_cfb(kind: str, data: bytes, spec: FormSpec) -> Source:
+def _from_cfb(kind: str, data: bytes, spec: FormSpec, budget: MessageBudget) -> Source:
     """An OLE container: a password-protected .xlsx/.docx, an old .xls, or an old .doc."""
     if "EncryptedPackage".encode("utf-16-le") in data or kind == "encrypted":
         raise SourceProblem("encrypted")
@@ -133,12 +168,30 @@ def _from_cfb(kind: str, data: bytes, spec: FormSpec) -> Source:
         "WordDocument".encode("utf-16-le") in data and "Workbook".encode("utf-16-le") not in data
     ):
         raise SourceProblem("format_doc")
-    return Source(_xls_grids(data, spec.limits))
+    limits = spec.limits
+    if len(data) > limits.max_xls_bytes:
+        raise SourceProblem(
+            "too_large",
+            f"ไฟล์ Excel แบบเก่า (.xls) มีขนาด {_mb(len(data))} เกินกำหนด {_mb(limits.max_xls_bytes)}",
+        )
+    budget.charge(len(data), limits)
+    return Source(_xls_grids(data, limits))
 
 
-def _from_zip(kind: str, data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) -> Source:
+def _mb(size: int) -> str:
+    """A size as people say it: "30 MB", "2.5 MB"."""
+    return f"{size / MB:,.1f}".removesuffix(".0") + " MB"
+
+
+def _from_zip(
+    kind: str,
+    data: bytes,
+    spec: FormSpec,
+    wanted: Callable[[Grid], bool],
+    budget: MessageBudget,
+) -> Source:
     try:
-        names = _check_zip(data, spec.limits)
+        names = _check_zip(data, spec.limits, budget)
     except SourceProblem as exc:
         if exc.code == "corrupt" and kind == "zip":  # a broken archive, not a broken workbook
             raise SourceProblem("format_zip") from exc
@@ -148,6 +201,7 @@ def _from_zip(kind: str, data: bytes, spec: FormSpec, wanted: Callable[[Grid], b
     if "xl/workbook.xml" in names:
         return _xlsx_source(data, spec, wanted)
     if "word/document.xml" in names:
+        _check_markup(data, spec.limits)  # python-docx parses every XML part whole
         return Source([_docx_grid(data, spec.limits)])
     if "mimetype" in names or kind == "ods":
         raise SourceProblem("format_ods")
@@ -156,19 +210,23 @@ def _from_zip(kind: str, data: bytes, spec: FormSpec, wanted: Callable[[Grid], b
     raise SourceProblem("format_zip")  # an archive: the pipeline opens those, we do not
 
 
-def _check_zip(data: bytes, limits: Limits) -> set[str]:
+def _check_zip(data: bytes, limits: Limits, budget: MessageBudget) -> set[str]:
     """Refuse oversized, encrypted or DTD-carrying zips before any member is parsed."""
     try:
         with zipfile.ZipFile(BytesIO(data)) as zf:
             infos = zf.infolist()
             if len(infos) > limits.max_members:
-                raise SourceProblem("too_large", f"มีไฟล์ภายใน {len(infos):,} ไฟล์")
+                raise SourceProblem(
+                    "too_large",
+                    f"มีไฟล์ภายใน {len(infos):,} ไฟล์ เกินกำหนด {limits.max_members:,} ไฟล์",
+                )
             total = sum(info.file_size for info in infos)
             if total > limits.max_uncompressed_bytes:
-                mb = limits.max_uncompressed_bytes // (1024 * 1024)
+                mb = limits.max_uncompressed_bytes // MB
                 raise SourceProblem("too_large", f"ข้อมูลเมื่อขยายแล้วเกิน {mb} MB")
             if any(info.flag_bits & 0x1 for info in infos):
                 raise SourceProblem("encrypted")
+            budget.charge(total, limits)
             for info in infos:
                 if info.filename.lower().endswith(_XML_SUFFIXES):
                     _check_whole_part(info, limits)
@@ -188,6 +246,33 @@ def _check_whole_part(info: zipfile.ZipInfo, limits: Limits) -> None:
     if info.file_size > limits.max_xml_part_bytes:
         mb = limits.max_xml_part_bytes // (1024 * 1024)
         raise SourceProblem("too_large", f"ส่วนข้อมูล {info.filename} มีขนาดเกิน {mb} MB")
+
+
+def _markup(data: bytes, limit: int) -> int:
+    """Tags and attributes in all XML members together, counted while they stream (C speed);
+    stops once past `limit`. `_check_zip` has bounded the bytes this inflates."""
+    total = 0
+    with zipfile.ZipFile(BytesIO(data)) as zf:
+        for info in zf.infolist():
+            if not info.filename.lower().endswith(_XML_SUFFIXES):
+                continue
+            with zf.open(info) as fh:
+                while chunk := fh.read(_PREFIX_BYTES):
+                    total += xlsx.nodes(chunk)
+                    if total > limit:
+                        return total
+    return total
+
+
+def _check_markup(data: bytes, limits: Limits) -> None:
+    """For readers that build a tree of every part they read (python-docx; openpyxl, whose
+    read-only sheets keep each parsed row): the file's whole markup within `max_xml_nodes`."""
+    if _markup(data, limits.max_xml_nodes) > limits.max_xml_nodes:
+        raise SourceProblem(
+            "too_large",
+            f"มีโครงสร้างภายใน (แท็กและค่ากำกับของ XML) มากกว่า {limits.max_xml_nodes:,} ส่วน "
+            "เกินขีดจำกัดที่ระบบอ่านได้",
+        )
 
 
 def _check_xml_prefix(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
@@ -225,6 +310,7 @@ def _xlsx_source(data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) ->
         return _xlsx_direct(data, spec, wanted)
     except xlsx.Unsupported as exc:
         log.info("xlsx.openpyxl_fallback reason=%s", exc)
+        _check_markup(data, spec.limits)  # the limits hold for the fallback too
         return _xlsx_openpyxl(data, spec, wanted)
 
 
@@ -233,10 +319,10 @@ def _xlsx_direct(data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) ->
     grids, version = [], None
     with zipfile.ZipFile(BytesIO(data)) as zf:
         try:
-            package = xlsx.open_package(zf)
+            package = xlsx.open_package(zf, limits)
             if len(package.sheets) > limits.max_sheets:
                 raise SourceProblem("too_large", f"มี {len(package.sheets)} แผ่นงาน")
-            for sheet in xlsx.read_sheets(zf, package, limits.max_rows, limits.max_columns):
+            for sheet in xlsx.read_sheets(zf, package, limits):
                 if sheet.name == spec.template.marker_sheet:
                     version = _marker_version(sheet.rows[0] if sheet.rows else [], spec)
                     continue
@@ -328,8 +414,14 @@ def _has_formulas(data: bytes) -> bool:
     with zipfile.ZipFile(BytesIO(data)) as zf:
         for info in zf.infolist():
             # every XML part, not just xl/worksheets/: a workbook may put its sheets anywhere
-            if info.filename.lower().endswith(".xml") and _FORMULA_TAG.search(zf.read(info)):
-                return True
+            if not info.filename.lower().endswith(".xml"):
+                continue
+            with zf.open(info) as fh:  # in chunks: a sheet may be 50 MB unpacked
+                tail = b""
+                while chunk := fh.read(_PREFIX_BYTES):
+                    if _FORMULA_TAG.search(tail + chunk):
+                        return True
+                    tail = chunk[-64:]
     return False
 
 
@@ -343,7 +435,8 @@ def _formula_text(value: Any) -> str | None:
 def _xls_grids(data: bytes, limits: Limits) -> list[Grid]:
     """An old .xls through xlrd; dates follow the workbook's 1900/1904 date mode."""
     try:
-        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+        # ragged rows: a single cell at the far corner must not pad every row out to it
+        book = xlrd.open_workbook(file_contents=data, on_demand=True, ragged_rows=True)
     except xlrd.XLRDError as exc:
         if "encrypt" in str(exc).lower():
             raise SourceProblem("encrypted") from exc
@@ -361,6 +454,7 @@ def _xls_grids(data: bytes, limits: Limits) -> list[Grid]:
                 for r in range(sheet.nrows)
             )
             grids.append(Grid(sheet.name, _collect(rows, limits, sheet.name)))
+            book.unload_sheet(index)
         return grids
     finally:
         book.release_resources()
@@ -390,7 +484,7 @@ def _docx_grid(data: bytes, limits: Limits) -> Grid:
     document = Document(BytesIO(data))
     grid = Grid(None, addressable=False)
     rows: list[list[Any]] = []
-    tables = 0
+    tables = cells_seen = 0
     for block in _blocks(document.element.body):
         if block.tag == qn("w:p"):
             rows.append([Paragraph(block, document).text])
@@ -399,6 +493,16 @@ def _docx_grid(data: bytes, limits: Limits) -> Grid:
             tables += 1
             seen: dict[int, Any] = {}  # id -> element, kept alive so ids stay unique
             for number, table_row in enumerate(Table(block, document).rows, start=1):
+                # python-docx repeats a cell once per grid column it spans: the spans are
+                # added up first, so `w:gridSpan w:val="100000000"` costs nothing
+                width = _docx_row_width(table_row, limits, tables, number)
+                cells_seen += width
+                if cells_seen > limits.max_cells:
+                    raise SourceProblem(
+                        "too_large",
+                        f"ตารางในเอกสารมีเซลล์รวมกันมากกว่า {limits.max_cells:,} เซลล์ "
+                        "เกินขีดจำกัดที่ระบบอ่านได้",
+                    )
                 cells: list[Any] = []
                 for cell in table_row.cells:
                     cells.append(None if id(cell._tc) in seen else cell.text)
@@ -411,6 +515,19 @@ def _docx_grid(data: bytes, limits: Limits) -> Grid:
             raise SourceProblem("too_large", f"เอกสารมีเกิน {limits.max_rows:,} แถว")
     grid.rows = _collect(rows, limits, "Word")
     return grid
+
+
+def _docx_row_width(table_row: Any, limits: Limits, table: int, number: int) -> int:
+    width = 0
+    for tc in table_row._tr.tc_lst:
+        width += max(1, int(tc.grid_span or 1))
+        if width > limits.max_row_cells:
+            raise SourceProblem(
+                "too_large",
+                f"ตารางที่ {table} แถวที่ {number} ในเอกสารมีเซลล์มากกว่า "
+                f"{limits.max_row_cells:,} เซลล์ เกินขีดจำกัดที่ระบบอ่านได้",
+            )
+    return width
 
 
 def _blocks(parent: Any) -> Iterable[Any]:

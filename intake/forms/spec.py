@@ -99,14 +99,33 @@ class Message:
 
 @dataclass(frozen=True)
 class Limits:
-    max_rows: int = 5000
-    max_columns: int = 100
+    """Every bound on the work one attachment (and one message) may cost, in one place.
+
+    A filled form is ~100 rows, a few thousand cells and strings, well under 1 MB unpacked; the
+    defaults leave that room a hundredfold and keep the reader under ~150 MB whatever the bytes
+    (`tests/forms/test_bounds.py`). Everything is counted while the file streams, before the
+    memory is spent; past a limit the file is refused with a `too_large` problem that names the
+    figure. `config/form.toml` [limits] may change any of them. The MIME-level caps (attachment
+    size and count, zip archives inside a mail) are `intake.message.Limits`.
+    """
+
+    max_rows: int = 5000  # rows with values in one sheet
+    max_columns: int = 100  # columns with values in one sheet
     max_sheets: int = 50
-    max_uncompressed_bytes: int = 50 * 1024 * 1024
+    max_uncompressed_bytes: int = 50 * 1024 * 1024  # all members of one .xlsx/.docx zip
     max_xml_part_bytes: int = 10 * 1024 * 1024  # one XML part parsed whole (not a sheet)
     max_members: int = 2000
     max_text_chars: int = 5000
     max_problems: int = 100
+    max_cells: int = 500_000  # cell elements in one sheet, empty ones included (5,000 x 100)
+    max_row_cells: int = 16_384  # cell elements in one row: Excel's own last column, XFD
+    max_shared_strings: int = 500_000  # entries of the shared-strings part
+    max_shared_chars: int = 20_000_000  # their characters together
+    # Tags and attributes (each "<" and "=") of all the XML parts of one file that are parsed
+    # whole (everything but sheets and shared strings, which stream); ~250 bytes each in memory.
+    max_xml_nodes: int = 500_000
+    max_xls_bytes: int = 10 * 1024 * 1024  # an old .xls is read whole by xlrd
+    max_message_bytes: int = 100 * 1024 * 1024  # unpacked size of all files of one message
 
 
 @dataclass(frozen=True)

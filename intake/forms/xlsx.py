@@ -12,8 +12,12 @@ names and order. Anything it does not understand raises `Unsupported`, and the c
 the file with openpyxl instead; so openpyxl stays the reference reader.
 
 Safety is the caller's as well as ours: `sources._check_zip` has bounded every member and
-refused DTDs; the parser here resolves no entities, loads no DTD and uses no network, and
-sheets are streamed row by row with the row and column limits enforced as rows arrive.
+refused DTDs; the parser here resolves no entities, loads no DTD and uses no network. Work is
+bounded as the bytes stream, before memory is spent (`Limits` in `spec.py`): cells are counted
+per row and per sheet as each one is parsed, shared strings by number and characters, and
+markup no event reports (junk inside a cell, between rows, around sheetData) by a meter on the
+bytes lxml reads (`_Metered`). A part parsed whole is counted before it is parsed. Rows already
+read are dropped from the tree, with everything parsed before them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any
 from lxml import etree
 from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
 from openpyxl.utils.datetime import CALENDAR_MAC_1904, WINDOWS_EPOCH, from_excel, from_ISO8601
+
+from intake.forms.spec import Limits
 
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 STRICT = "http://purl.oclc.org/ooxml/spreadsheetml/main"
@@ -43,9 +49,14 @@ WORKBOOK_TYPES = (
     "application/vnd.ms-excel.template.macroEnabled.main+xml",
 )
 
-# A sheet part up to this size is parsed whole (faster: a form's sheet is ~0.3 MB, its tree
-# a few MB); a bigger one is streamed row by row so memory stays flat.
+# A sheet part up to this size and markup is parsed whole (faster: a form's sheet is ~0.3 MB,
+# ~3,000 tags and attributes, its tree a few MB); a bigger one is streamed row by row.
 WHOLE_SHEET_BYTES = 2 * 1024 * 1024
+WHOLE_SHEET_NODES = 200_000
+# Markup (each "<" and "=") the stream may hold between two rows or two shared strings: a row
+# of 16,384 full cells is ~120,000. In lxml's tree each costs ~120-250 bytes, so ~50 MB at most.
+WINDOW_NODES = 200_000
+_READ_BYTES = 64 * 1024
 
 _ROW, _C, _V, _F, _IS = (f"{{{MAIN}}}{t}" for t in ("row", "c", "v", "f", "is"))
 _T, _R, _SI = (f"{{{MAIN}}}{t}" for t in ("t", "r", "si"))
@@ -61,11 +72,88 @@ class UnsafeXml(Exception):
 
 
 class TooLarge(Exception):
-    """A sheet past the row or column limit; `detail` says which, in Thai."""
+    """A part past one of the limits; `detail` says which and the figure, in Thai."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+def nodes(data: bytes) -> int:
+    """Tags and attributes in XML bytes, counted at C speed: each element has a "<" and each
+    attribute a "=", so this bounds what a parser would build from them (text aside)."""
+    return data.count(b"<") + data.count(b"=")
+
+
+_BEYOND = "เกินขีดจำกัดที่ระบบอ่านได้"
+
+
+class _Metered:
+    """A zip member as lxml reads it, chunk by chunk: the markup of each chunk is counted, and
+    more than `WINDOW_NODES` since the last `mark()` (a row or a string read) stops the parse.
+    That bounds what no event reports: markup inside one cell, between rows, around sheetData."""
+
+    def __init__(self, fh: Any, name: str) -> None:
+        self._fh = fh
+        self.name = name
+        self.since_mark = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk: bytes = self._fh.read(size if size and size > 0 else _READ_BYTES)
+        self.since_mark += nodes(chunk)
+        if self.since_mark > WINDOW_NODES:
+            raise TooLarge(
+                f"ส่วนข้อมูล {self.name} มีโครงสร้างภายในมากกว่า {WINDOW_NODES:,} ส่วน"
+                f"โดยไม่มีข้อมูลแถวคั่น {_BEYOND}"
+            )
+        return chunk
+
+    def mark(self) -> None:
+        self.since_mark = 0
+
+
+@dataclass
+class _Tally:
+    """Cells and rows of one sheet, counted as they arrive, against the sheet limits."""
+
+    sheet: str
+    limits: Limits
+    cells: int = 0
+    rows: int = 0
+    row_cells: int = 0
+
+    def cell(self, row: Any) -> None:
+        self.cells += 1
+        self.row_cells += 1
+        if self.row_cells > self.limits.max_row_cells:
+            self._row_too_wide(row)
+        if self.cells > self.limits.max_cells:
+            self._too_many_cells()
+
+    def row(self, row: Any, width: int | None = None) -> None:
+        """A row ended; `width` is its cell count when its cells were not counted one by one."""
+        self.rows += 1
+        if width is not None:
+            self.cells += width
+            if width > self.limits.max_row_cells:
+                self._row_too_wide(row)
+            if self.cells > self.limits.max_cells:
+                self._too_many_cells()
+        self.row_cells = 0
+        if self.rows > self.limits.max_cells:
+            raise TooLarge(
+                f"แผ่นงาน {self.sheet} มีแถวมากกว่า {self.limits.max_cells:,} แถว {_BEYOND}"
+            )
+
+    def _row_too_wide(self, row: Any) -> None:
+        number = row.get("r") if row is not None else None
+        where = f"แถวที่ {number} ของแผ่นงาน" if number else "แถวหนึ่งของแผ่นงาน"
+        raise TooLarge(
+            f"{where} {self.sheet} มีเซลล์มากกว่า {self.limits.max_row_cells:,} เซลล์ {_BEYOND}"
+        )
+
+    def _too_many_cells(self) -> None:
+        raise TooLarge(f"แผ่นงาน {self.sheet} มีเซลล์มากกว่า {self.limits.max_cells:,} เซลล์ {_BEYOND}")
 
 
 @dataclass
@@ -89,10 +177,14 @@ def _parser_options() -> dict[str, Any]:
     return {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
 
 
-def _parse(zf: zipfile.ZipFile, name: str) -> Any:
-    """One small part (workbook, relationships, styles) parsed whole; `_check_zip` bounded it."""
+def _parse(zf: zipfile.ZipFile, name: str, limit: int) -> Any:
+    """One small part (workbook, relationships, styles) parsed whole: `_check_zip` bounded its
+    size; its markup is counted here, before lxml builds a tree from it."""
+    data = zf.read(name)
+    if nodes(data) > limit:
+        raise TooLarge(f"ส่วนข้อมูล {name} มีโครงสร้างภายในมากกว่า {limit:,} ส่วน {_BEYOND}")
     parser = etree.XMLParser(**_parser_options())
-    root = etree.fromstring(zf.read(name), parser)
+    root = etree.fromstring(data, parser)
     _refuse_dtd(root, name)
     return root
 
@@ -112,14 +204,14 @@ class Package:
     shared_strings: str | None  # part path, if the workbook has one
 
 
-def open_package(zf: zipfile.ZipFile) -> Package:
+def open_package(zf: zipfile.ZipFile, limits: Limits) -> Package:
     """The worksheets (chart sheets left out), the date system and where the strings are."""
-    types = _content_types(zf)
+    types = _content_types(zf, limits)
     workbook = next((types[t] for t in WORKBOOK_TYPES if t in types), "xl/workbook.xml")
-    root = _parse(zf, workbook)
+    root = _parse(zf, workbook, limits.max_xml_nodes)
     if root.tag.startswith(f"{{{STRICT}}}"):
         raise Unsupported("strict Open XML")
-    rels = _relationships(zf, workbook)
+    rels = _relationships(zf, workbook, limits)
     sheets = []
     for sheet in root.iter(f"{{{MAIN}}}sheet"):
         rel_id = sheet.get(f"{{{DOC_REL}}}id")
@@ -137,54 +229,74 @@ def open_package(zf: zipfile.ZipFile) -> Package:
     return Package(sheets, epoch, types.get(SHARED_STRINGS_TYPE))
 
 
-def read_sheets(
-    zf: zipfile.ZipFile, package: Package, max_rows: int, max_columns: int
-) -> Iterator[SheetValues]:
+def read_sheets(zf: zipfile.ZipFile, package: Package, limits: Limits) -> Iterator[SheetValues]:
     """The values of each sheet, one sheet at a time."""
-    dates, durations = _date_styles(zf)
-    book = _Book(_shared_strings(zf, package.shared_strings), dates, durations, package.epoch)
+    dates, durations = _date_styles(zf, limits)
+    strings = _shared_strings(zf, package.shared_strings, limits)
+    book = _Book(strings, dates, durations, package.epoch)
+    max_rows, max_columns = limits.max_rows, limits.max_columns
     for name, path in package.sheets:
+        tally = _Tally(name, limits)
         if zf.getinfo(path).file_size <= WHOLE_SHEET_BYTES:
-            root = _parse(zf, path)
-            yield _read_sheet(root.iter(_ROW), name, book, max_rows, max_columns)
-            continue
-        with zf.open(path) as fh:
-            events = etree.iterparse(fh, events=("end",), tag=_ROW, **_parser_options())
-            yield _read_sheet(_streamed(events, path), name, book, max_rows, max_columns)
+            data = zf.read(path)
+            if nodes(data) <= WHOLE_SHEET_NODES:
+                root = etree.fromstring(data, etree.XMLParser(**_parser_options()))
+                _refuse_dtd(root, path)
+                del data
+                rows = _counted(root.iter(_ROW), tally)
+                yield _read_sheet(rows, name, book, max_rows, max_columns)
+                continue
+            del data
+        yield _read_sheet(_stream_rows(zf, path, tally), name, book, max_rows, max_columns)
 
 
-def _streamed(events: Iterator[tuple[str, Any]], name: str) -> Iterator[Any]:
-    """Rows of a big sheet as they are parsed, each dropped once read."""
-    previous = None
-    for _, row in events:
-        if previous is None:
-            _refuse_dtd(row, name)
-        else:
-            _free(previous)
+def _counted(rows: Iterator[Any], tally: _Tally) -> Iterator[Any]:
+    for row in rows:
+        tally.row(row, len(row))
         yield row
-        previous = row
 
 
-def _content_types(zf: zipfile.ZipFile) -> dict[str, str]:
+def _stream_rows(zf: zipfile.ZipFile, path: str, tally: _Tally) -> Iterator[Any]:
+    """Rows of a sheet as they are parsed, each cell counted as it ends and each row dropped
+    from the tree once read (with everything before it), so memory stays flat."""
+    with zf.open(path) as fh:
+        source = _Metered(fh, path)
+        events = etree.iterparse(source, events=("end",), tag=(_C, _ROW), **_parser_options())
+        first = True
+        for _, element in events:
+            if first:
+                _refuse_dtd(element, path)
+                first = False
+            if element.tag == _C:
+                tally.cell(element.getparent())
+                continue
+            tally.row(element)
+            yield element
+            source.mark()
+            _free(element)
+
+
+def _content_types(zf: zipfile.ZipFile, limits: Limits) -> dict[str, str]:
     """Content type -> path of the first part declared with it."""
     if "[Content_Types].xml" not in zf.NameToInfo:
         return {}
     found: dict[str, str] = {}
-    for override in _parse(zf, "[Content_Types].xml").iter(f"{{{CONTENT_TYPES}}}Override"):
+    root = _parse(zf, "[Content_Types].xml", limits.max_xml_nodes)
+    for override in root.iter(f"{{{CONTENT_TYPES}}}Override"):
         found.setdefault(
             override.get("ContentType") or "", (override.get("PartName") or "").lstrip("/")
         )
     return found
 
 
-def _relationships(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
+def _relationships(zf: zipfile.ZipFile, part: str, limits: Limits) -> dict[str, tuple[str, str]]:
     """Relationship id -> (type, target path inside the zip), as openpyxl resolves them."""
     folder, base = posixpath.split(part)
     rels_name = posixpath.join(folder, "_rels", f"{base}.rels")
     if rels_name not in zf.NameToInfo:
         return {}
     out = {}
-    for rel in _parse(zf, rels_name).iter(f"{{{PKG_REL}}}Relationship"):
+    for rel in _parse(zf, rels_name, limits.max_xml_nodes).iter(f"{{{PKG_REL}}}Relationship"):
         target = rel.get("Target") or ""
         if rel.get("TargetMode") == "External":
             continue
@@ -197,17 +309,35 @@ def _relationships(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]
     return out
 
 
-def _shared_strings(zf: zipfile.ZipFile, path: str | None) -> list[str]:
-    """Each string's plain text (runs joined, phonetic guides left out), as openpyxl has it."""
+def _shared_strings(zf: zipfile.ZipFile, path: str | None, limits: Limits) -> list[str]:
+    """Each string's plain text (runs joined, phonetic guides left out), as openpyxl has it.
+
+    Counted as they stream: more than `max_shared_strings` strings or `max_shared_chars`
+    characters refuse the file before they are held (9.5 million empty strings were 1.3 GB).
+    """
     if not path or path not in zf.NameToInfo:
         return []
     strings: list[str] = []
+    chars = 0
     with zf.open(path) as fh:
-        for _, si in etree.iterparse(fh, events=("end",), tag=_SI, **_parser_options()):
+        source = _Metered(fh, path)
+        for _, si in etree.iterparse(source, events=("end",), tag=_SI, **_parser_options()):
             if not strings:
                 _refuse_dtd(si, path)
-            strings.append(_text(si).replace("x005F_", ""))
-            si.clear()
+            text = _text(si).replace("x005F_", "")
+            chars += len(text)
+            strings.append(text)
+            if len(strings) > limits.max_shared_strings:
+                raise TooLarge(
+                    f"ส่วนข้อความ {path} มีข้อความมากกว่า {limits.max_shared_strings:,} รายการ "
+                    + _BEYOND
+                )
+            if chars > limits.max_shared_chars:
+                raise TooLarge(
+                    f"ส่วนข้อความ {path} มีตัวอักษรรวมกันมากกว่า {limits.max_shared_chars:,} ตัว " + _BEYOND
+                )
+            source.mark()
+            _free(si)
     return strings
 
 
@@ -225,11 +355,11 @@ def _text(node: Any) -> str:
     return "".join(parts)
 
 
-def _date_styles(zf: zipfile.ZipFile) -> tuple[frozenset[int], frozenset[int]]:
+def _date_styles(zf: zipfile.ZipFile, limits: Limits) -> tuple[frozenset[int], frozenset[int]]:
     """Cell styles whose number format shows a date or a duration (openpyxl's own tests)."""
     if "xl/styles.xml" not in zf.NameToInfo:
         return frozenset(), frozenset()
-    root = _parse(zf, "xl/styles.xml")
+    root = _parse(zf, "xl/styles.xml", limits.max_xml_nodes)
     custom = {}
     formats = root.find(f"{{{MAIN}}}numFmts")
     for fmt in formats if formats is not None else ():
@@ -300,12 +430,15 @@ def _read_sheet(
     return sheet
 
 
-def _free(row: Any) -> None:
-    """Keep memory flat on long sheets: drop the row and everything parsed before it."""
-    row.clear()
-    parent = row.getparent()
-    while row.getprevious() is not None:
-        del parent[0]
+def _free(element: Any) -> None:
+    """Keep memory flat on long parts: drop the element and everything parsed before it, at
+    every level up to the root (markup before sheetData, or between two sheetData, included)."""
+    element.clear()
+    node, parent = element, element.getparent()
+    while parent is not None:
+        while node.getprevious() is not None:
+            del parent[0]
+        node, parent = parent, parent.getparent()
 
 
 def _row_number(text: str | None, previous: int) -> int:
