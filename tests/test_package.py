@@ -176,3 +176,58 @@ def test_installed_intake_runs_from_an_empty_directory(  # type: ignore[no-untyp
     assert body is not None and MARKER in body.get_content()  # the coordinator's copy in force
     report = json.loads(intake("report", "--format", "json", **mine).stdout)
     assert report["summary"]["accepted"] == 2
+
+
+def _invoke(args: list[str], cwd: Path) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from intake import cli
+
+    cli.state.settings, cli.state.config = None, None
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(cli.app, args, env={"COLUMNS": "200"})
+    finally:
+        os.chdir(old)
+    return result.exit_code, result.output
+
+
+def test_init_writes_an_editable_copy_and_never_overwrites_without_force(tmp_path: Path) -> None:
+    from intake.packaged import default_config_dir
+
+    code, out = _invoke(["init"], tmp_path)
+    assert code == 0, out
+    made = tmp_path / "config"  # the default: found from this folder without any setting
+    source = default_config_dir()
+    for path in source.rglob("*"):
+        if path.is_file() and path.name != "intake.toml" and "__pycache__" not in path.parts:
+            assert (made / path.relative_to(source)).read_bytes() == path.read_bytes()
+    settings = (made / "intake.toml").read_text(encoding="utf-8")
+    assert settings.endswith((source / "intake.toml").read_text(encoding="utf-8"))
+    assert '\nconfig_dir = "."\n' in settings and "# Written by `intake init`" in settings
+
+    roster = made / "senders" / "addresses.csv"
+    roster.write_text("sender_id,address\nTH-50,saraban@chiangmai.go.th\n", encoding="utf-8")
+    code, out = _invoke(["init"], tmp_path)
+    assert code == 1 and "use --force" in out and "addresses.csv" in out
+    assert "TH-50" in roster.read_text(encoding="utf-8")  # the coordinator's edit is kept
+    code, out = _invoke(["init", "--force"], tmp_path)
+    assert code == 0, out
+    assert "TH-50" not in roster.read_text(encoding="utf-8")
+
+    other = tmp_path / "elsewhere"
+    assert _invoke(["init", str(other)], tmp_path)[0] == 0
+    code, out = _invoke(["--config", str(other / "intake.toml"), "config"], tmp_path)
+    assert code == 0 and json.loads(out)["config_dir"] == str(other)
+
+
+def test_the_checkout_reads_its_own_alembic_and_config_folders() -> None:
+    """No `_defaults` in a checkout: the editable sources at the top are the ones in force."""
+    from intake.packaged import default_config_dir
+    from storage.session import ALEMBIC_DIR, head_revision
+
+    assert ALEMBIC_DIR == REPO / "alembic" and default_config_dir() == REPO / "config"
+    assert not (REPO / "intake" / "_defaults").exists()
+    heads = _run([sys.executable, "-m", "alembic", "-c", REPO / "alembic.ini", "heads"], cwd=REPO)
+    assert heads.stdout.split()[0] == head_revision()  # the alembic command, as before
