@@ -40,12 +40,14 @@ class Installed:
         return self.venv / "bin" / "intake"
 
 
-def _run(args: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str | Path], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=180, **kwargs
-    )  # type: ignore[call-overload]
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, f"{args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc  # type: ignore[no-any-return]
+    return proc
 
 
 @pytest.fixture(scope="module")
