@@ -56,7 +56,10 @@ def test_compose_runs_migrations_first_and_checks_health():
 def test_dockerfile_is_slim_non_root_and_runs_intake():
     text = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
-    assert re.search(r"^RUN pip install \.", text, re.M)
+    # the wheel is built in one stage and installed in the other: no source tree, no PYTHONPATH
+    assert re.search(r"^RUN pip wheel --no-deps --wheel-dir /wheels \.$", text, re.M)
+    assert re.search(r"^RUN pip install /wheels/\*\.whl", text, re.M)
+    assert "PYTHONPATH=" not in text and "INTAKE_CONFIG=" not in text
     user = re.findall(r"^USER (\S+)$", text, re.M)
     assert user and user[-1] not in {"root", "0"}
     assert 'ENTRYPOINT ["intake"]' in text
