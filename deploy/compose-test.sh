@@ -304,8 +304,10 @@ else
         [[ -n $reply ]] && break
         sleep 1
     done
-    if [[ -n $reply ]]; then
+    if [[ $reply == *" kind=acknowledgement "* ]]; then
         pass "submission from $sender answered: ${reply#smtp: }"
+    elif [[ -n $reply ]]; then
+        fail "the submission from $sender was answered, but not with an acknowledgement: $reply"
     else
         fail "no reply to $sender within 180 s"
     fi
