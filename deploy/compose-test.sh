@@ -228,6 +228,15 @@ extra=$(web_urls <<<"${PIP_EXTRA_INDEX_URL:-$(pip_setting extra-index-url)}")
     [[ -z ${extra// /} ]] || echo "extra-index-url = ${extra% }"
 } >"$ctx/pip.conf"
 
+# The images a rebuild replaces are removed afterwards (only those, and only when untagged), so
+# repeated runs do not pile up old stand-ins in /var/lib/docker.
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+replaced=()
+for image in intake:latest postgres:15 python:3.11-slim; do  # children first
+    old=$(image_id "$image")
+    [[ -z $old ]] || replaced+=("$old")
+done
+
 say "building python:3.11-slim (stand-in)"
 logged build-python docker build --build-arg "BASE=$BASE_IMAGE" -t python:3.11-slim "$ctx" \
     || die "building the python:3.11-slim stand-in"
@@ -264,6 +273,12 @@ say "building the intake image"
 logged build-intake compose build migrate || die "docker compose build (the Dockerfile)"
 pass "intake image built from the Dockerfile"
 
+for old in "${replaced[@]}"; do
+    if [[ -z $(docker image inspect -f '{{join .RepoTags ","}}' "$old" 2>/dev/null) ]]; then
+        docker image rm "$old" >/dev/null 2>&1 || true
+    fi
+done
+
 say "docker compose --profile dev up -d"
 compose_up=1
 logged up timeout 300 "${COMPOSE[@]}" -p "$PROJECT" --profile dev up -d \
@@ -291,6 +306,22 @@ fi
 worker=$(cid worker)
 devmail=$(cid devmail)
 [[ -n $worker && -n $devmail ]] || die "no worker or devmail container"
+
+# the worker's first cycle (the seeded sample mail) is done before the submission arrives, so the
+# submission is picked up by the running worker (IDLE), not by its first poll
+first=""
+for _ in $(seq 120); do
+    first=$(docker exec "$worker" intake status --file --json 2>/dev/null \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin).get("last_success_at") or "")' \
+        2>/dev/null || true)
+    [[ -n $first ]] && break
+    sleep 1
+done
+if [[ -n $first ]]; then
+    pass "the worker's first poll succeeded ($first)"
+else
+    fail "no successful poll in the worker's health file within 120 s"
+fi
 
 # a submission appended to the dev mailbox is answered
 sender=$(docker exec -i "$devmail" python - <"$REPO/deploy/compose_submit.py" 2>"$LOGS/submit.log") \
@@ -331,9 +362,13 @@ restarts=$(docker inspect -f '{{.RestartCount}}' "$worker")
 [[ $restarts == 0 ]] || fail "the worker restarted $restarts times"
 
 if status=$(docker exec "$worker" intake status --json 2>&1); then
-    if python3 -c 'import json, sys; assert json.loads(sys.stdin.read())["healthy"] is True' \
-        <<<"$status" 2>/dev/null; then
-        pass "intake status inside the worker: healthy"
+    if outbox=$(python3 -c '
+import json, sys
+health = json.loads(sys.stdin.read())
+assert health["healthy"] is True
+print(" ".join(f"{k}={v}" for k, v in sorted(health["outbox"].items())))' <<<"$status" 2>/dev/null)
+    then
+        pass "intake status inside the worker: healthy (outbox: ${outbox:-empty})"
     else
         fail "intake status inside the worker exited 0 but does not say healthy: $status"
     fi
