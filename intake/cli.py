@@ -51,7 +51,9 @@ def main(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="Settings file (default: $INTAKE_CONFIG or config/intake.toml)."
+            "--config",
+            help="Settings file (default: $INTAKE_CONFIG, else config/intake.toml here, else "
+            "the built-in one); a file that does not exist is an error.",
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event.")] = False,
@@ -67,7 +69,7 @@ def main(
 def _settings() -> Settings:
     if state.settings is None:
         try:
-            state.settings = load_settings(state.config)
+            state.settings = load_settings(state.config, require_file=True)
         except Exception as exc:  # pydantic ValidationError and TOML errors alike
             _fail(EXIT_CONFIG, f"settings: {exc}")
     return state.settings  # type: ignore[return-value]
@@ -319,7 +321,7 @@ def template(
         Path, typer.Option("--output", "-o", help="Where to write the .xlsx.")
     ] = Path("form.xlsx"),
 ) -> None:
-    """Write the blank form that provinces fill in, from config/form.toml."""
+    """Write the blank form that provinces fill in, from form.toml in the configuration folder."""
     from intake.forms import load_spec, write_template
 
     settings = _settings()
@@ -330,7 +332,7 @@ def template(
 
 @app.command("config")
 def show_config() -> None:
-    """Show the settings in force, secrets masked."""
+    """Show the settings in force, secrets masked, and the configuration folder in force."""
     import json
 
     console.print_json(json.dumps(_settings().describe(), ensure_ascii=False, default=str))

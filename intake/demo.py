@@ -31,6 +31,7 @@ from rich.table import Table
 from intake.bootstrap import open_services
 from intake.demo_mail import SampleMail, corrected_lamphun, sample_mail
 from intake.devmail import EmbeddedImap, EmbeddedSmtp, Received
+from intake.packaged import default_config_dir
 from intake.pipeline import Services
 from intake.settings import Settings, load_settings
 from storage import queries
@@ -38,7 +39,6 @@ from storage.session import migrate, session_scope
 
 DEMO_NOW = "2024-01-20T10:00:00+07:00"
 COORDINATOR = "coordinator@moi.example"
-REPO = Path(__file__).resolve().parent.parent
 
 
 def demo_settings(data_dir: Path, imap: EmbeddedImap, smtp: EmbeddedSmtp) -> Settings:
@@ -47,7 +47,7 @@ def demo_settings(data_dir: Path, imap: EmbeddedImap, smtp: EmbeddedSmtp) -> Set
         data_dir / "no-such-file.toml",
         data_dir=data_dir,
         database_url=f"sqlite:///{(data_dir / 'intake.db').resolve()}",
-        config_dir=REPO / "config",
+        config_dir=default_config_dir(),  # the built-in configuration, checkout or wheel
         imap=imap.settings(),
         smtp=smtp.settings(),
         now=datetime.fromisoformat(DEMO_NOW),

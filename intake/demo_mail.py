@@ -15,7 +15,6 @@ from datetime import datetime
 from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from pathlib import Path
 from typing import Any
 
 from intake.forms import FormSpec, load_spec
@@ -36,7 +35,9 @@ class SampleMail:
 
 
 def default_spec() -> FormSpec:
-    return load_spec(Path(__file__).resolve().parent.parent / "config" / "form.toml")
+    from intake.packaged import default_config_dir
+
+    return load_spec(default_config_dir() / "form.toml")
 
 
 def _header(name: str, kind: str = "จังหวัด", **changes: Any) -> dict[str, Any]:

@@ -1,9 +1,16 @@
 """Settings: the one reader of the environment and of `config/intake.toml`.
 
 Order of precedence (highest first): keyword arguments, environment variables (`INTAKE_` prefix,
-`__` between nested names), the TOML file (`--config PATH`, `INTAKE_CONFIG`, or
-`config/intake.toml`), then the defaults below. Built by `load_settings()`, never at import, and
-passed down: no module reads the environment on its own.
+`__` between nested names), the TOML file (`--config PATH`, `INTAKE_CONFIG`, else
+`config/intake.toml` in the current directory, else the built-in one), then the defaults below.
+Built by `load_settings()`, never at import, and passed down: no module reads the environment on
+its own.
+
+The configuration folder in force (`config_dir`: roster, form description, mail templates) is,
+in that order: the keyword argument or `INTAKE_CONFIG_DIR` (relative to the current directory),
+`config_dir` in the TOML file (relative to the file's folder), else the TOML file's own folder:
+`./config` when the current directory has `config/intake.toml` (a checkout, or `intake init`'s
+default), else the built-in defaults packaged with intake (intake/packaged.py).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from intake.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/intake.toml")
 Security = Literal["ssl", "starttls", "none"]
@@ -127,7 +136,8 @@ class Settings(BaseSettings):
     # default: SQLite under data_dir; may carry a password, so it is kept out of repr()
     database_url: str | None = Field(default=None, repr=False)
     data_dir: Path = Path("./var")
-    config_dir: Path = Path("config")
+    # roster (senders/), form description (form.toml), mail templates (templates/)
+    config_dir: Path = Field(default_factory=lambda: default_config_file().parent)
     imap: ImapSettings = Field(default_factory=ImapSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     replies: RepliesSettings = Field(default_factory=RepliesSettings)
@@ -179,26 +189,74 @@ class Settings(BaseSettings):
         """Settings for display: secrets masked by SecretStr, database URL password removed."""
         data = self.model_dump(mode="json")
         data["database_url"] = redact_url(self.effective_database_url)
+        from intake.packaged import is_default_config
+
+        shown = str(self.config_dir.absolute())
+        data["config_dir"] = (
+            f"{shown} (built-in defaults)" if is_default_config(self.config_dir) else shown
+        )
         return data
 
 
 _TOML_PATH_FOR_BUILD: dict[str, Path | None] = {"path": None}
 
 
-def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
-    """Build the settings once, at the edge (CLI, scheduler, tests)."""
-    path = Path(config) if config else Path(os.environ.get("INTAKE_CONFIG", DEFAULT_CONFIG))
+def default_config_file() -> Path:
+    """`config/intake.toml` when the current directory has one (a checkout, or the folder
+    `intake init` writes by default), else the built-in one packaged with intake."""
+    if DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    from intake.packaged import default_config_dir
+
+    return default_config_dir() / "intake.toml"
+
+
+def load_settings(
+    config: Path | str | None = None, *, require_file: bool = False, **overrides: Any
+) -> Settings:
+    """Build the settings once, at the edge (CLI, scheduler, tests).
+
+    A file named by `INTAKE_CONFIG` must exist (ConfigError naming the variable), and so must
+    `config` when `require_file` is set (the CLI's `--config`): a mistyped name must not quietly
+    run the defaults. Code and tests may name an absent `config` to mean "no file at all"."""
+    env_config = os.environ.get("INTAKE_CONFIG")
+    if config:
+        path, named, strict = Path(config), "--config", require_file
+    elif env_config:
+        path, named, strict = Path(env_config), "INTAKE_CONFIG", True
+    else:
+        path, named, strict = default_config_file(), "", False
+    if strict and not path.is_file():
+        what = "is a folder, not a settings file" if path.is_dir() else "no such settings file"
+        raise ConfigError(f"{named}: {what}: {path}")
     _TOML_PATH_FOR_BUILD["path"] = path
     try:
         settings = Settings(**overrides)
     finally:
         _TOML_PATH_FOR_BUILD["path"] = None
-    settings.toml_file = path if path.exists() else None
-    explicit = "config_dir" in overrides or os.environ.get("INTAKE_CONFIG_DIR")
-    if not explicit and path.exists() and not _toml_sets(path, "config_dir"):
-        # config files (roster, form description, templates) live beside the TOML file
-        settings.config_dir = path.parent
+    settings.toml_file = path if path.is_file() else None
+    _place_config_dir(settings, path if path.is_file() else None, overrides)
     return settings
+
+
+def _place_config_dir(settings: Settings, toml: Path | None, overrides: dict[str, Any]) -> None:
+    """Resolve `config_dir` (see the module's docstring); a folder named by the environment or
+    the file must exist, else ConfigError naming where it was set."""
+    if "config_dir" in overrides:
+        return
+    if os.environ.get("INTAKE_CONFIG_DIR"):
+        where = "INTAKE_CONFIG_DIR"
+    elif toml is not None and _toml_sets(toml, "config_dir"):
+        where = f"config_dir in {toml}"
+        if not settings.config_dir.is_absolute():  # travels with the file (`intake init`)
+            settings.config_dir = toml.parent / settings.config_dir
+    elif toml is not None:
+        settings.config_dir = toml.parent  # roster, form and templates beside the file
+        return
+    else:
+        return
+    if not settings.config_dir.is_dir():
+        raise ConfigError(f"{where}: no such configuration folder: {settings.config_dir}")
 
 
 def _toml_sets(path: Path, key: str) -> bool:

@@ -20,7 +20,20 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+def _alembic_dir() -> Path:
+    """The migrations: package data in a wheel (`storage/_alembic`, mapped from the top-level
+    `alembic/` by pyproject.toml), the checkout's `alembic/` otherwise (editable install, tests,
+    the `alembic` command with alembic.ini)."""
+    from importlib.resources import files
+
+    packaged = files("storage") / "_alembic"
+    if packaged.is_dir() and isinstance(packaged, Path):
+        return packaged
+    return Path(__file__).resolve().parent.parent / "alembic"
+
+
+ALEMBIC_DIR = _alembic_dir()
 
 
 def parse_url(url: str) -> URL:

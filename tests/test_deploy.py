@@ -1,6 +1,8 @@
-"""Deployment files, checked offline (no Docker engine here): the compose file against the
-Compose specification, and what the service relies on in it, the Dockerfile, .env.example and
-the Makefile's demo target."""
+"""Deployment files, checked offline: the compose file against the Compose specification, and what
+the service relies on in it, the Dockerfile, .env.example and the Makefile's demo target. The
+stack itself is built and run for real by deploy/compose-test.sh (`make compose-test`, run by
+.ci/run after this suite, as root with its own dockerd); here only what that script and
+Debian 12's docker-compose 1.29 rely on in the files."""
 
 from __future__ import annotations
 
@@ -56,7 +58,10 @@ def test_compose_runs_migrations_first_and_checks_health():
 def test_dockerfile_is_slim_non_root_and_runs_intake():
     text = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
-    assert re.search(r"^RUN pip install \.", text, re.M)
+    # the wheel is built in one stage and installed in the other: no source tree, no PYTHONPATH
+    assert re.search(r"^RUN pip wheel --no-deps --wheel-dir /wheels \.$", text, re.M)
+    assert re.search(r"^RUN pip install /wheels/\*\.whl", text, re.M)
+    assert "PYTHONPATH=" not in text and "INTAKE_CONFIG=" not in text
     user = re.findall(r"^USER (\S+)$", text, re.M)
     assert user and user[-1] not in {"root", "0"}
     assert 'ENTRYPOINT ["intake"]' in text
@@ -86,3 +91,72 @@ def test_make_demo_installs_the_package_then_runs_the_demo():
     lines = result.stdout.strip().splitlines()
     assert "pip install" in lines[0] and "-e ." in lines[0]
     assert lines[-1].endswith("-m intake.demo")
+
+
+def _tagged_by_compose_test() -> set[str]:
+    script = (REPO / "deploy" / "compose-test.sh").read_text(encoding="utf-8")
+    return set(re.findall(r"docker build .*-t (\S+)", script))
+
+
+def test_compose_test_builds_every_image_the_files_name_so_nothing_is_pulled():
+    """No registry is reachable: every image the Dockerfile starts from and every image a
+    service runs without building it must be a local stand-in the script tags by that name."""
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M | re.I))
+    bases = set(re.findall(r"^FROM (\S+)", dockerfile, re.M)) - stages
+    pulled = {s["image"] for s in _compose()["services"].values() if "build" not in s}
+    assert bases == {"python:3.11-slim"} and pulled == {"postgres:15"}
+    assert bases | pulled <= _tagged_by_compose_test()
+    # the stand-ins start only from the debootstrapped base the script imports
+    for standin in (REPO / "deploy" / "standin").glob("*/Dockerfile"):
+        text = standin.read_text(encoding="utf-8")
+        assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE}"], standin
+    script = (REPO / "deploy" / "compose-test.sh").read_text(encoding="utf-8")
+    assert "docker pull" not in script and "--pull" not in script
+    assert "docker import" in script and "debootstrap --variant=minbase" in script
+
+
+def test_compose_file_suits_docker_compose_1_29_too():
+    """Debian 12's docker-compose 1.29 rejects a top-level `name:` (and needs no `version:`);
+    the project's name comes from COMPOSE_PROJECT_NAME in .env instead."""
+    compose = _compose()
+    assert set(compose) - {"services", "volumes"} == {"x-intake"}
+    assert re.search(r"^COMPOSE_PROJECT_NAME=intake$", (REPO / ".env.example").read_text(), re.M)
+    # `docker-compose --profile dev` needs 1.28+, `service_completed_successfully` 1.29
+    for service in compose["services"].values():
+        for condition in (service.get("depends_on") or {}).values():
+            assert condition["condition"] in {"service_healthy", "service_completed_successfully"}
+
+
+def test_env_example_dev_block_points_the_worker_at_the_dev_mail_server():
+    """compose-test.sh makes its .env by uncommenting this block: the worker must then read the
+    devmail service (a later line wins over the Gmail lines above it)."""
+    env: dict[str, str] = {}
+    dev = False
+    for line in (REPO / ".env.example").read_text(encoding="utf-8").splitlines():
+        dev = dev or line.startswith('# --- profile "dev"')
+        if dev and line.startswith("# INTAKE_"):
+            line = line.removeprefix("# ")
+        if re.match(r"^[A-Z][A-Z0-9_]*=", line):
+            name, _, value = line.partition("=")
+            env[name] = value
+    assert env["INTAKE_IMAP__HOST"] == env["INTAKE_SMTP__HOST"] == "devmail"
+    devmail = _compose()["services"]["devmail"]["command"]
+    assert env["INTAKE_IMAP__PORT"] == devmail[devmail.index("--imap-port") + 1]
+    assert env["INTAKE_SMTP__PORT"] == devmail[devmail.index("--smtp-port") + 1]
+    assert env["INTAKE_IMAP__SECURITY"] == env["INTAKE_SMTP__SECURITY"] == "none"
+    assert env["INTAKE_IMAP__MARK"] == "move"  # pymap keeps no custom keywords
+
+
+def test_ci_runs_the_compose_test_after_the_suite():
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    suite = next(i for i, line in enumerate(ci) if re.search(r"-m pytest\b", line))
+    assert any(line.strip() == "bash deploy/compose-test.sh" for line in ci[suite + 1 :])
+    result = subprocess.run(
+        ["make", "-n", "compose-test"], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "bash deploy/compose-test.sh"
+    for script in ("deploy/compose-test.sh", "deploy/standin/postgres/docker-entrypoint.sh"):
+        check = subprocess.run(["bash", "-n", script], cwd=REPO, capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr

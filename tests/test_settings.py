@@ -104,7 +104,8 @@ def test_a_database_password_is_masked_whole_whatever_it_holds(
 
     url = f"postgresql+psycopg://intake:{password}@127.0.0.1:1/intake"
     assert redact_url(url) == "postgresql+psycopg://intake:***@127.0.0.1:1/intake"
-    env = {"INTAKE_DATABASE_URL": url, "INTAKE_CONFIG": str(tmp_path / "absent.toml"),
+    (tmp_path / "empty.toml").write_text("", encoding="utf-8")
+    env = {"INTAKE_DATABASE_URL": url, "INTAKE_CONFIG": str(tmp_path / "empty.toml"),
            "COLUMNS": "200"}  # fmt: skip
     shown = []
     for args, code in ((["config"], 0), (["db", "upgrade"], cli.EXIT_CONFIG)):
@@ -118,3 +119,53 @@ def test_a_database_password_is_masked_whole_whatever_it_holds(
     settings = load_settings(tmp_path / "absent.toml", database_url=url)
     assert password in settings_secrets(settings)
     assert not [s for s in settings_secrets(settings) if s != password and s in password]
+
+
+def test_a_settings_file_named_but_missing_is_an_error_naming_where(tmp_path, monkeypatch):
+    """`--config nope.toml` (the CLI asks for the file) and INTAKE_CONFIG: never the defaults."""
+    from intake.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^--config: no such settings file: .*nope\.toml$"):
+        load_settings(tmp_path / "nope.toml", require_file=True)
+    with pytest.raises(ConfigError, match=r"^--config: is a folder, not a settings file"):
+        load_settings(tmp_path, require_file=True)
+    monkeypatch.setenv("INTAKE_CONFIG", str(tmp_path / "gone.toml"))
+    with pytest.raises(ConfigError, match=r"^INTAKE_CONFIG: no such settings file: .*gone\.toml$"):
+        load_settings()
+
+
+def test_config_dir_in_the_file_is_read_from_the_files_folder(tmp_path, monkeypatch):
+    """What `intake init` writes (`config_dir = "."`) keeps working wherever intake runs."""
+    from intake.errors import ConfigError
+
+    (tmp_path / "conf").mkdir()
+    cfg = tmp_path / "conf" / "intake.toml"
+    cfg.write_text('config_dir = "."\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path.parent)
+    assert load_settings(cfg).config_dir == tmp_path / "conf"
+    cfg.write_text('config_dir = "elsewhere"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^config_dir in .*intake\.toml: no such configuration"):
+        load_settings(cfg)
+    monkeypatch.setenv("INTAKE_CONFIG_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"^INTAKE_CONFIG_DIR: no such configuration folder"):
+        load_settings(cfg)
+    monkeypatch.setenv("INTAKE_CONFIG_DIR", str(tmp_path))
+    assert load_settings(cfg).config_dir == tmp_path  # the environment wins over the file
+
+
+def test_from_an_empty_directory_the_built_in_configuration_is_in_force(tmp_path, monkeypatch):
+    """No --config, no INTAKE_CONFIG, no ./config: the packaged intake.toml and its folder
+    (in a checkout, the repository's config/), and `intake config` says so."""
+    from intake.packaged import default_config_dir
+
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.config_dir == default_config_dir()
+    assert (s.config_dir / "form.toml").is_file() and (s.config_dir / "senders").is_dir()
+    assert s.imap.mark == "gmail-label"  # read from the built-in intake.toml
+    assert s.describe()["config_dir"] == f"{default_config_dir()} (built-in defaults)"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "intake.toml").write_text('campaign = "here"\n', encoding="utf-8")
+    s = load_settings()  # ./config/intake.toml (what `intake init` writes by default) wins
+    assert s.campaign == "here" and s.config_dir == Path("config")
+    assert s.describe()["config_dir"] == str(tmp_path / "config")
