@@ -104,7 +104,8 @@ def test_a_database_password_is_masked_whole_whatever_it_holds(
 
     url = f"postgresql+psycopg://intake:{password}@127.0.0.1:1/intake"
     assert redact_url(url) == "postgresql+psycopg://intake:***@127.0.0.1:1/intake"
-    env = {"INTAKE_DATABASE_URL": url, "INTAKE_CONFIG": str(tmp_path / "absent.toml"),
+    (tmp_path / "empty.toml").write_text("", encoding="utf-8")
+    env = {"INTAKE_DATABASE_URL": url, "INTAKE_CONFIG": str(tmp_path / "empty.toml"),
            "COLUMNS": "200"}  # fmt: skip
     shown = []
     for args, code in ((["config"], 0), (["db", "upgrade"], cli.EXIT_CONFIG)):
