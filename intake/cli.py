@@ -215,6 +215,7 @@ def _print_cycle(report: Any, before_error: bool = False) -> None:
         f"\\[{safe_text(outcomes)}], failed {report.failed}, filed {report.marked}, "
         f"replies sent {report.sent}",
         highlight=False,
+        soft_wrap=True,  # one line, whatever the width: scripts read it
     )
     if before_error:
         return
