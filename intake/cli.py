@@ -87,8 +87,18 @@ def _configure_logs(fmt: str, secrets: Any) -> None:
     format in every log. Commands log warnings and up (`-v`: info); `intake run` logs info."""
     from intake import logs
 
-    logs.configure(verbose=state.verbose, fmt=fmt, secrets=secrets)
+    logs.configure(verbose=state.verbose, fmt=fmt, secrets=secrets, stream=_Stderr())
     logging.getLogger().setLevel(logging.INFO if state.verbose else logging.WARNING)
+
+
+class _Stderr:
+    """Whatever sys.stderr is when a line is written (a test runner swaps it per invocation)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def _said_by_poll(record: logging.LogRecord) -> bool:

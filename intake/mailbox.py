@@ -423,7 +423,8 @@ class Mailbox:
             if any(_text(flag).lower() == "\\sent" for flag in flags):
                 return str(name)
         log.warning(
-            "no SPECIAL-USE \\Sent folder on %s; set imap.sent_folder to search sent mail",
+            "no SPECIAL-USE \\Sent folder on %s; set imap.sent_folder "
+            "(INTAKE_IMAP__SENT_FOLDER) to search sent mail",
             self._where(),
         )
         return None
