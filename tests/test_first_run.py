@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,7 +15,7 @@ from intake.cli import EXIT_CONFIG, EXIT_MAILBOX
 from tests.forms.builders import filled_form_bytes
 from tests.intake_env import IntakeRunner, settings_env
 from tests.mime_builders import build_submission
-from tests.servers import free_port
+from tests.servers import DovecotServer, free_port
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -143,3 +144,48 @@ def test_every_command_logs_in_the_configured_format(mail_env):
     as_json = intake("-v", "poll", "--once", INTAKE_WORKER__LOG_FORMAT="json").stderr.splitlines()
     events = [json.loads(line) for line in as_json]  # every line is one JSON object
     assert "cycle.done" in {e.get("event") for e in events}
+
+
+@pytest.fixture
+def private_dovecot() -> Iterator[DovecotServer]:
+    """A Dovecot of this test's own, to crash mid-poll."""
+    server = DovecotServer().start()
+    yield server
+    server.stop()
+
+
+def test_a_poll_that_fails_mid_fetch_says_what_it_took_in_first(
+    tmp_path, private_dovecot, smtp_server, monkeypatch
+):
+    """The real app in-process (so the server can be crashed right after the first message is
+    archived): the mail already taken in stays taken in, and the poll says so before the error."""
+    from typer.testing import CliRunner
+
+    from intake import cli, pipeline
+
+    user = private_dovecot.user()
+    for n in (1, 2, 3):
+        user.append(build_submission(subject=f"สอบถาม {n}", from_="citizen@example.test",
+                                     to="jpp.moi9999@gmail.com", body="สอบถามครับ\n",
+                                     message_id=f"<first-run-crash-{n}@example.test>"))  # fmt: skip
+    env = settings_env(tmp_path, f"sqlite:///{tmp_path}/intake.db", user.settings(),
+                       smtp_server.smtp_settings())  # fmt: skip
+    env["INTAKE_IMAP__BATCH_SIZE"] = "1"  # one message per FETCH: the second FETCH meets the crash
+    IntakeRunner(env)("db", "upgrade")
+    archive = pipeline.archive_message
+
+    def archive_then_crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = archive(*args, **kwargs)
+        if private_dovecot.running:
+            private_dovecot.crash()
+        return result
+
+    monkeypatch.setattr(pipeline, "archive_message", archive_then_crash)
+    cli.state.settings, cli.state.config = None, None
+    result = CliRunner().invoke(cli.app, ["poll", "--once"], env=env)
+    cli.state.settings = None
+    assert result.exit_code == EXIT_MAILBOX, (result.stdout, result.stderr)
+    assert result.stdout.startswith("before the error: fetched 1 (new 1)"), result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: mailbox: IMAP"), result.stderr
+    assert "Traceback" not in result.stderr
