@@ -137,7 +137,7 @@ def _fail(code: int, message: str) -> None:
 
 def _known_failure(exc: BaseException) -> tuple[int, str] | None:
     """(exit code, message) for a failure a person can fix; None for a bug."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 
     from intake.cycle import LeaseBusy
 
@@ -147,7 +147,8 @@ def _known_failure(exc: BaseException) -> tuple[int, str] | None:
         return EXIT_MAILBOX, str(exc)
     if isinstance(exc, IntakeError):
         return EXIT_CONFIG, str(exc)
-    if isinstance(exc, SQLAlchemyError):
+    # the database cannot be reached, or its URL is not one (any other database error is a bug)
+    if isinstance(exc, ArgumentError | NoSuchModuleError | OperationalError | InterfaceError):
         url = state.settings.effective_database_url if state.settings else ""
         return EXIT_CONFIG, database_problem(exc, url)
     return None
@@ -169,6 +170,8 @@ def database_problem(exc: BaseException, url: str) -> str:
         lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
         detail = lines[0] if lines else type(orig).__name__
         text = f"database {redact_url(url)} (INTAKE_DATABASE_URL): {detail}"
+        if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
+            text += " (run `intake db upgrade`)"
     for secret in database_passwords(url):
         text = text.replace(secret, "***")
     return text

@@ -78,11 +78,16 @@ def test_env_example_names_only_real_settings_and_every_secret():
     assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text()
 
 
-def test_make_demo_installs_the_package_then_runs_the_demo():
+def test_make_demo_installs_the_package_then_runs_the_demo(tmp_path):
+    """In a venv it makes with `python3 -m venv` (Debian's own Python refuses `pip install`
+    outside one), never into the interpreter's own site-packages."""
     result = subprocess.run(
-        ["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, timeout=30
-    )
+        ["make", "-n", "demo", f"VENV={tmp_path / 'venv'}"], cwd=REPO, capture_output=True,
+        text=True, timeout=30,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert "pip install" in lines[0] and "-e ." in lines[0]
-    assert lines[-1].endswith("-m intake.demo")
+    venv_python = f"{tmp_path / 'venv'}/bin/python"
+    assert lines[0] == f"python3 -m venv {tmp_path / 'venv'}"
+    assert lines[1].startswith(f"{venv_python} -m pip install") and "-e ." in lines[1]
+    assert lines[-1] == f"{venv_python} -m intake.demo"
