@@ -1,8 +1,11 @@
 """The `intake` command: a thin skin over the pipeline, reports and storage (Typer + Rich).
 
 Exit codes: 0 done (bad messages are outcomes, not failures); 1 configuration or database
-problem; 2 usage; 3 the mailbox could not be used (unreachable, or the login was refused);
-4 another worker holds the lease (`poll`); 5 the service is unhealthy (`status`).
+problem; 2 usage; 3 a mail server could not be used (IMAP or SMTP: unreachable, no AUTH, or the
+login was refused); 4 another worker holds the lease (`poll`); 5 the service is unhealthy
+(`status`). Every error is one line on stderr, `error: ` and what to fix, naming the setting by
+its environment variable; no traceback for a mistake a person can make (the command group below
+turns the known failures into that line, whichever command met them).
 """
 
 from __future__ import annotations
@@ -18,14 +21,32 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from typer.core import TyperGroup
 
-from intake.errors import ConfigError, IntakeError, MailboxUnavailable
+from intake.errors import ConfigError, IntakeError, MailboxUnavailable, SmtpUnavailable
 from intake.settings import Settings, load_settings
+
+
+class _OneLineErrors(TyperGroup):
+    """Known failures, wherever a command meets them, end as one `error:` line and their exit
+    code (Typer would print a 50-line traceback for a database URL with a typo). Bugs are not
+    known failures: they keep their traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            known = _known_failure(exc)
+            if known is None:
+                raise
+            _fail(*known)
+
 
 app = typer.Typer(
     help="รับแบบฟอร์มข้อมูลทางอีเมล — e-mail intake for the MOI city-upgrading data call.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_OneLineErrors,
 )
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -41,6 +62,7 @@ EXIT_LEASE, EXIT_UNHEALTHY = 4, 5
 class _State:
     config: Path | None = None
     settings: Settings | None = None
+    verbose: bool = False
 
 
 state = _State()
@@ -58,28 +80,103 @@ def main(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event.")] = False,
 ) -> None:
-    state.config = config
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    state.config, state.verbose = config, verbose
+    _configure_logs("kv", ())  # until the settings say which format (they may fail to load)
+
+
+def _configure_logs(fmt: str, secrets: Any) -> None:
+    """The worker's structured lines (`intake.logs`, `worker.log_format`) for every command: one
+    format in every log. Commands log warnings and up (`-v`: info); `intake run` logs info."""
+    from intake import logs
+
+    logs.configure(verbose=state.verbose, fmt=fmt, secrets=secrets, stream=_Stderr())
+    logging.getLogger().setLevel(logging.INFO if state.verbose else logging.WARNING)
+
+
+class _Stderr:
+    """Whatever sys.stderr is when a line is written (a test runner swaps it per invocation)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _said_by_poll(record: logging.LogRecord) -> bool:
+    """Leave out the log lines that `intake poll` prints itself as its result, so a failure is
+    said once (`-v` keeps them; `intake run` configures its own handler, which logs them all)."""
+    return state.verbose or not record.getMessage().startswith(_SAID_BY_POLL)
+
+
+_SAID_BY_POLL = ("outbox.unreachable ", "mailbox.file_failed ", "cycle.file_failed ")
 
 
 def _settings() -> Settings:
     if state.settings is None:
+        from intake.logs import settings_secrets
+        from intake.settings import check_config_file, settings_error_text
+
         try:
+            check_config_file(state.config)
             state.settings = load_settings(state.config, require_file=True)
         except Exception as exc:  # pydantic ValidationError and TOML errors alike
-            _fail(EXIT_CONFIG, f"settings: {exc}")
+            _fail(EXIT_CONFIG, settings_error_text(exc, state.config))
+        assert state.settings is not None
+        _configure_logs(state.settings.worker.log_format, settings_secrets(state.settings))
     return state.settings  # type: ignore[return-value]
 
 
 def _fail(code: int, message: str) -> None:
+    """`error: ` and the message on one line of stderr (never wrapped, whatever the width), then
+    exit with `code`."""
     from intake.display import safe_text
 
-    err.print(f"[bold red]error:[/] {safe_text(message, multiline=True)}", highlight=False)
+    line = " ".join(safe_text(message, multiline=True).split())
+    err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _known_failure(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, message) for a failure a person can fix; None for a bug."""
+    from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
+
+    from intake.cycle import LeaseBusy
+
+    if isinstance(exc, LeaseBusy):
+        return EXIT_LEASE, f"{exc}; `intake status` shows it"
+    if isinstance(exc, MailboxUnavailable | SmtpUnavailable):
+        return EXIT_MAILBOX, str(exc)
+    if isinstance(exc, IntakeError):
+        return EXIT_CONFIG, str(exc)
+    # the database cannot be reached, or its URL is not one (any other database error is a bug)
+    if isinstance(exc, ArgumentError | NoSuchModuleError | OperationalError | InterfaceError):
+        url = state.settings.effective_database_url if state.settings else ""
+        return EXIT_CONFIG, database_problem(exc, url)
+    return None
+
+
+def database_problem(exc: BaseException, url: str) -> str:
+    """What went wrong with the database, in one line that names INTAKE_DATABASE_URL and shows
+    the URL without its password (SQLAlchemy's text spans lines and ends in a link)."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from intake.settings import database_passwords, redact_url
+
+    if isinstance(exc, ArgumentError | NoSuchModuleError):
+        detail = f"not a database URL this service can use ({str(exc).splitlines()[0]}); " \
+            "e.g. postgresql+psycopg://user:password@host/intake or sqlite:///var/intake.db"
+        text = f"INTAKE_DATABASE_URL: {detail}"
+    else:
+        orig = getattr(exc, "orig", None) or exc
+        lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+        detail = lines[0] if lines else type(orig).__name__
+        text = f"database {redact_url(url)} (INTAKE_DATABASE_URL): {detail}"
+        if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
+            text += " (run `intake db upgrade`)"
+    for secret in database_passwords(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _services() -> Any:
@@ -130,16 +227,22 @@ def _progress() -> tuple[Progress, Any]:
     return progress, update
 
 
-def _print_cycle(report: Any) -> None:
+def _print_cycle(report: Any, before_error: bool = False) -> None:
+    """The cycle's counts on stdout; `before_error`: the error that follows says why it stopped
+    (and why the replies wait), so the send errors are not repeated."""
     from intake.display import safe_text
 
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "none"
     console.print(
+        f"{'before the error: ' if before_error else ''}"
         f"fetched {report.fetched} (new {report.new}), processed {report.processed} "
         f"\\[{safe_text(outcomes)}], failed {report.failed}, filed {report.marked}, "
         f"replies sent {report.sent}",
         highlight=False,
+        soft_wrap=True,  # one line, whatever the width: scripts read it
     )
+    if before_error:
+        return
     for error in report.send_errors[:5]:
         err.print(f"[yellow]reply not sent yet:[/] {safe_text(error)}", highlight=False)
 
@@ -157,7 +260,13 @@ def db_upgrade(
     try:
         migrate(url, revision)
     except Exception as exc:  # noqa: BLE001 - shown without the URL's password
-        _fail(EXIT_CONFIG, f"migration of {redact_url(url)} failed: {type(exc).__name__}: {exc}")
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc, SQLAlchemyError):
+            _fail(EXIT_CONFIG, f"migration of {redact_url(url)} failed: {type(exc).__name__}: {exc}")
+        problem = database_problem(exc, url)
+        _, found, detail = problem.partition("(INTAKE_DATABASE_URL): ")
+        _fail(EXIT_CONFIG, f"migration of {redact_url(url)} failed: {detail}" if found else problem)
     console.print(f"database {redact_url(url)} is at {revision}", highlight=False, markup=False)
 
 
@@ -178,18 +287,25 @@ def poll(
     from intake.cycle import LeaseBusy, poll_with_lease
 
     svc = _guarded_services()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_said_by_poll)
     while True:
         progress, update = _progress()
         try:
             with progress:
                 report = poll_with_lease(svc, update)
         except MailboxUnavailable as exc:
+            done: Any = exc.cycle_report  # mail it took in and answered stays so: say it
+            if done is not None and (done.fetched or done.processed or done.marked or done.sent):
+                _print_cycle(done, before_error=True)
             _fail(EXIT_MAILBOX, f"mailbox: {exc}")
         except LeaseBusy as exc:
             _fail(EXIT_LEASE, f"{exc}; `intake status` shows it (it polls already)")
-        _print_cycle(report)
+        _print_cycle(report, before_error=report.smtp_unusable is not None)
         for error in report.file_errors[:1]:  # an outcome, not a failure: the next cycle files
             err.print(f"[yellow]not filed on the server yet:[/] {escape(error)}", highlight=False)
+        if report.smtp_unusable is not None:
+            _fail(EXIT_MAILBOX, f"{report.smtp_unusable}; the replies wait in the outbox")
         if once:
             return
         time.sleep(120)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import sys
 import threading
 import time
 from datetime import datetime
@@ -241,8 +242,21 @@ def _show_files(console: Console, svc: Services, data_dir: Path) -> None:
         )
     console.print(f"worker log          {data_dir / 'worker.log'} (one line per event)")
     console.print(
-        f"look around:        INTAKE_DATA_DIR={data_dir} INTAKE_NOW={DEMO_NOW} intake report"
+        f"look around:        INTAKE_DATA_DIR={data_dir} INTAKE_NOW={DEMO_NOW} {_intake()} report"
     )
+
+
+def _intake() -> str:
+    """The `intake` of this interpreter, as a person can type it: `make demo` runs in .venv, whose
+    bin directory is not on PATH unless the venv is activated."""
+    here = Path(sys.executable).with_name("intake")
+    found = shutil.which("intake")
+    if found and Path(found).resolve() == here.resolve():
+        return "intake"
+    try:
+        return str(here.relative_to(Path.cwd())) if here.exists() else "intake"
+    except ValueError:
+        return str(here)
 
 
 def _write_workbook(svc: Services, path: Path) -> bool:

@@ -14,6 +14,8 @@ class ConfigError(IntakeError):
 class MailboxUnavailable(IntakeError):
     """The mailbox could not be reached or refused us; try again later (never a message's fault)."""
 
+    cycle_report: object | None = None  # what the poll did before it failed (pipeline.poll_once)
+
 
 class MailboxLoginFailed(MailboxUnavailable):
     """The server rejected the credentials: waiting will not help, a person must act."""

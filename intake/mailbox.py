@@ -83,7 +83,7 @@ def retry_transient(
     def _log_retry(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
+        log.info(  # not yet a failure: the last attempt's error is what callers report
             "IMAP connect attempt %d/%d failed (%s); retrying in %.1f s",
             state.attempt_number,
             attempts,
@@ -232,14 +232,15 @@ class Mailbox:
                     "non-ASCII characters and the server offers no AUTH=PLAIN"
                 )
         except LoginError as exc:
-            text = str(exc)
+            text = _reply_text(str(exc))
             if "socket error" in text:
                 self._broken = True
             if self._broken or any(code in text for code in _TRANSIENT_LOGIN_CODES):
                 raise MailboxUnavailable(self._describe("LOGIN", exc)) from exc
             raise MailboxLoginFailed(
                 f"IMAP server {self._where()} refused the login of {s.username!r}: "
-                f"{self._redact(text)} (check imap.username and the app password)"
+                f"{self._redact(text)} (check INTAKE_IMAP__USERNAME and INTAKE_IMAP__PASSWORD, "
+                "the app password)"
             ) from exc
         except (OSError, IMAPClientError) as exc:
             self._broken = True
@@ -422,7 +423,8 @@ class Mailbox:
             if any(_text(flag).lower() == "\\sent" for flag in flags):
                 return str(name)
         log.warning(
-            "no SPECIAL-USE \\Sent folder on %s; set imap.sent_folder to search sent mail",
+            "no SPECIAL-USE \\Sent folder on %s; set imap.sent_folder "
+            "(INTAKE_IMAP__SENT_FOLDER) to search sent mail",
             self._where(),
         )
         return None
@@ -578,7 +580,7 @@ class Mailbox:
 
     def _describe(self, action: str, exc: BaseException) -> str:
         s = self._settings
-        detail = str(exc) or type(exc).__name__
+        detail = _reply_text(str(exc)) or type(exc).__name__
         if isinstance(exc, TimeoutError):
             detail = f"no answer within {s.timeout:g} s ({detail})"
         user = f" as {s.username!r}" if s.username else ""
@@ -615,6 +617,24 @@ def _aware(value: datetime) -> datetime:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+_BYTES_REPR = re.compile(r"""\bb(['"])((?:\\.|(?!\1).)*)\1""", re.DOTALL)
+
+
+def _reply_text(text: str) -> str:
+    """A server's reply as a person reads it: imaplib keeps the reply as bytes and imapclient's
+    errors hold their repr (`b'[AUTHENTICATIONFAILED] Authentication failed.'`)."""
+    import ast
+
+    def decode(match: re.Match[str]) -> str:
+        try:
+            value = ast.literal_eval(match.group(0))
+        except (ValueError, SyntaxError):
+            return match.group(0)
+        return _text(value) if isinstance(value, bytes) else match.group(0)
+
+    return _BYTES_REPR.sub(decode, text)
 
 
 def _normalise_message_id(value: str) -> str:

@@ -76,6 +76,25 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
+def _not_offered(where: str, step: str, security: str) -> str:
+    """The server lacks what the settings need: say which, and which settings decide it."""
+    if step == "STARTTLS":
+        return (
+            f"{where} does not offer STARTTLS (INTAKE_SMTP__SECURITY=starttls): use ssl on 465, "
+            "or check INTAKE_SMTP__PORT"
+        )
+    hint = (
+        "servers usually offer it only after TLS: INTAKE_SMTP__SECURITY=starttls (port 587) or "
+        "ssl (465)"
+        if security == "none"
+        else "check INTAKE_SMTP__HOST and INTAKE_SMTP__PORT"
+    )
+    return (
+        f"{where} does not offer AUTH, so INTAKE_SMTP__USERNAME cannot log in ({hint}; a relay "
+        "that needs no login: leave INTAKE_SMTP__USERNAME empty)"
+    )
+
+
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
@@ -89,6 +108,8 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
+        where = f"SMTP server {s.host}:{s.effective_port()}"
+        step = "connect"
         try:
             conn: smtplib.SMTP
             if s.security == "ssl":
@@ -101,16 +122,25 @@ class SmtpTransport:
             else:
                 conn = smtplib.SMTP(s.host, s.effective_port(), timeout=s.timeout)
                 if s.security == "starttls":
+                    step = "STARTTLS"
                     conn.starttls(context=ssl.create_default_context())
             if s.username:
+                step = "AUTH"
                 conn.login(s.username, s.password.get_secret_value())
         except smtplib.SMTPAuthenticationError as exc:
             raise _Unreachable(
-                f"SMTP login refused for {s.username!r} ({exc.smtp_code})"
+                f"{where} refused the login of {s.username!r}: {exc.smtp_code} "
+                f"{_text(exc.smtp_error)} (check INTAKE_SMTP__USERNAME and INTAKE_SMTP__PASSWORD)"
             ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise _Unreachable(_not_offered(where, step, s.security)) from None
         except (OSError, smtplib.SMTPException) as exc:
+            detail = " ".join(_text(str(exc)).split()) or type(exc).__name__
+            hint = ""
+            if isinstance(exc, ssl.SSLError):
+                hint = " (is INTAKE_SMTP__SECURITY right for this port? ssl: 465, starttls: 587)"
             raise _Unreachable(
-                f"cannot reach SMTP server {s.host}:{s.effective_port()}: {type(exc).__name__}"
+                f"cannot reach {where} ({step}): {type(exc).__name__}: {detail}{hint}"
             ) from None
         return conn
 

@@ -18,10 +18,11 @@ only writer of results and commits only for the worker whose guarded update won.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -40,6 +41,7 @@ from intake.archive import Archive, sha256_hex
 from intake.attachments import Refusal
 from intake.auth import Verdict, dmarc_verdict
 from intake.clock import Clock, as_utc
+from intake.errors import MailboxUnavailable
 from intake.faults import crash_point, fail_point
 from intake.forms import FormSpec, MessageBudget, part_refused, read_forms
 from intake.forms.model import FormResult, Problem
@@ -502,6 +504,7 @@ class CycleReport:
     sent: int = 0
     send_errors: list[str] = field(default_factory=list)
     file_errors: list[str] = field(default_factory=list)  # step 8 failed: filed next cycle
+    smtp_unusable: str | None = None  # the SMTP server could not be used: every reply waits
 
 
 Progress = Callable[[str, int, int], None]
@@ -560,7 +563,7 @@ def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
 
     report = CycleReport()
     key = mailbox_key(svc.settings)
-    with Mailbox(svc.settings.imap) as box:
+    with _told_on_failure(report), Mailbox(svc.settings.imap) as box:
         state = box.state()
         _recover_sending(svc, box)  # under the lease: a SENDING row nobody sends now is settled
         with session_scope(svc.factory) as session:
@@ -609,6 +612,17 @@ def poll_once(svc: Services, progress: Progress | None = None) -> CycleReport:
     return report
 
 
+@contextlib.contextmanager
+def _told_on_failure(report: CycleReport) -> Iterator[None]:
+    """A mailbox that fails mid-cycle carries what the cycle did before (`intake poll` says it:
+    mail taken in and answered is not undone by a later failure)."""
+    try:
+        yield
+    except MailboxUnavailable as exc:
+        exc.cycle_report = report
+        raise
+
+
 def mark_handled(
     svc: Services, box: Any, key: str, uidvalidity: int, message_ids: list[int] | None = None
 ) -> int:
@@ -643,6 +657,8 @@ def _send(svc: Services, report: CycleReport, box: Any | None) -> int:
     _recover_sending(svc, box)
     sent = send_outbox(svc.factory, svc.settings.smtp, svc.settings.replies, svc.clock.now)
     report.send_errors.extend(sent.errors)
+    if sent.deferred and sent.errors:
+        report.smtp_unusable = sent.errors[-1]
     return sent.sent
 
 

@@ -37,7 +37,7 @@ Security = Literal["ssl", "starttls", "none"]
 
 class ImapSettings(BaseModel):
     host: str = "imap.gmail.com"
-    port: int | None = None  # default by security: 993 for ssl, 143 otherwise
+    port: int | None = Field(default=None, ge=1, le=65535)  # by security: 993 ssl, 143 otherwise
     username: str = ""
     password: SecretStr = SecretStr("")
     security: Security = "ssl"
@@ -59,7 +59,7 @@ class ImapSettings(BaseModel):
 
 class SmtpSettings(BaseModel):
     host: str = "smtp.gmail.com"
-    port: int | None = None  # 465 for ssl, 587 for starttls, 25 for none
+    port: int | None = Field(default=None, ge=1, le=65535)  # 465 ssl, 587 starttls, 25 none
     username: str = ""
     password: SecretStr = SecretStr("")
     security: Security = "ssl"
@@ -99,7 +99,7 @@ class WebSettings(BaseModel):
     """`intake web`: loopback by default; any other address needs `token` (refused without)."""
 
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default=8080, ge=1, le=65535)
     token: SecretStr = SecretStr("")  # bearer header, login form, or basic auth password
     public_url: str = ""  # the address people use (for the template link and its QR code)
 
@@ -335,3 +335,119 @@ def database_passwords(url: str) -> list[str]:
     if parts is not None and parts[1]:
         found |= {parts[1], unquote(parts[1])}
     return sorted(found)
+
+
+# --------------------------------------------------------------------------- errors, for people
+
+_SECRET_FIELDS = {"password", "token", "database_url"}
+_EXPECTED = {
+    "datetime": "expected an ISO 8601 date-time with offset, e.g. 2024-01-22T23:59:59+07:00",
+    "int": "expected a whole number",
+    "float": "expected a number",
+    "bool": "expected true or false",
+    "time": "expected a time of day, e.g. 09:00",
+    "list": "expected a JSON list, e.g. [3, 1]",
+}
+
+
+def check_config_file(config: Path | str | None = None) -> None:
+    """A settings file named by `--config` or INTAKE_CONFIG must exist: a typo would otherwise run
+    the built-in defaults (Gmail, a SQLite file in ./var) without a word. Only the implicit
+    `config/intake.toml` may be absent."""
+    from intake.errors import ConfigError
+
+    if config:
+        named, path = "--config", Path(config)
+    elif os.environ.get("INTAKE_CONFIG"):
+        named, path = "INTAKE_CONFIG", Path(os.environ["INTAKE_CONFIG"])
+    else:
+        return
+    if not path.exists():
+        raise ConfigError(f"{named}: no such settings file: {path}")
+    if not path.is_file():
+        raise ConfigError(f"{named}: not a file: {path}")
+
+
+def env_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    """The environment variable of a setting: ("imap", "port") -> INTAKE_IMAP__PORT."""
+    return "INTAKE_" + "__".join(str(part).upper() for part in loc if isinstance(part, str))
+
+
+def settings_error_text(exc: BaseException, config: Path | str | None = None) -> str:
+    """One line for a person from whatever building the settings raised: each bad setting named
+    by its environment variable (and its TOML key when the value came from the file), what was
+    expected and what was given (never a secret's value). pydantic's own text spans several
+    lines, ends in a link and names only the field path."""
+    import tomllib
+
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from intake.errors import ConfigError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(_one_error(error, config) for error in exc.errors())
+    if isinstance(exc, SettingsError):
+        return _complex_env_error(str(exc))
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        return f"settings file {_toml_path(config)}: not valid TOML: {exc}"
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {text}"
+
+
+def _toml_path(config: Path | str | None) -> Path:
+    return Path(config) if config else Path(os.environ.get("INTAKE_CONFIG", DEFAULT_CONFIG))
+
+
+def _one_error(error: Any, config: Path | str | None) -> str:
+    loc = tuple(error.get("loc", ()))
+    name = env_name(loc)
+    key = ".".join(str(part) for part in loc if isinstance(part, str))
+    where = name if name.upper() in {k.upper() for k in os.environ} else (
+        f"{key} in {_toml_path(config)} (or {name})"
+    )
+    kind = str(error.get("type", ""))
+    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    for prefix, expected in _EXPECTED.items():
+        if kind.startswith(prefix + "_"):
+            message = expected
+            break
+    else:
+        message = message.replace("Input should be", "expected")
+    if key.endswith("port") and kind in {"greater_than_equal", "less_than_equal"}:
+        message = "expected a port number from 1 to 65535"
+    if any(secret in key for secret in _SECRET_FIELDS) or "input" not in error:
+        return f"{where}: {message}"
+    given = error["input"]
+    shown = repr(given) if isinstance(given, str | int | float | bool) else type(given).__name__
+    return f"{where}: {message}, got {shown[:80]}"
+
+
+def _complex_env_error(text: str) -> str:
+    """pydantic-settings reads lists and whole sections from the environment as JSON, and says
+    only which top-level field failed: the variable is found again here."""
+    import json
+
+    match = re.search(r'field "([^"]+)"', text)
+    field_name = match.group(1) if match else ""
+    prefix = env_name((field_name,)).upper()
+    for key, value in sorted(os.environ.items()):
+        upper = key.upper()
+        if upper != prefix and not upper.startswith(prefix + "__"):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            if upper == prefix or _is_list_field(upper.removeprefix(prefix + "__"), field_name):
+                if upper != prefix:
+                    return f"{upper}: {_EXPECTED['list']}"
+                return f"{upper}: expected a JSON object; one value is set as {upper}__NAME"
+    return f"{prefix}: {text}"
+
+
+def _is_list_field(sub: str, field_name: str) -> bool:
+    section = Settings.model_fields.get(field_name)
+    model = getattr(section, "annotation", None)
+    fields = getattr(model, "model_fields", {})
+    info = fields.get(sub.lower())
+    return info is not None and "list" in str(info.annotation)

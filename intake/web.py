@@ -423,7 +423,10 @@ def serve(svc: Services, host: str, port: int) -> None:
     import uvicorn
 
     app = create_app(svc, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    # log_config=None: uvicorn's lines go through the root handler, in `worker.log_format`
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", log_config=None, server_header=False
+    )
 
 
 def parse_local(value: str) -> datetime:

@@ -83,14 +83,19 @@ def test_env_example_names_only_real_settings_and_every_secret():
     assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text()
 
 
-def test_make_demo_installs_the_package_then_runs_the_demo():
+def test_make_demo_installs_the_package_then_runs_the_demo(tmp_path):
+    """In a venv it makes with `python3 -m venv` (Debian's own Python refuses `pip install`
+    outside one), never into the interpreter's own site-packages."""
     result = subprocess.run(
-        ["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, timeout=30
-    )
+        ["make", "-n", "demo", f"VENV={tmp_path / 'venv'}"], cwd=REPO, capture_output=True,
+        text=True, timeout=30,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert "pip install" in lines[0] and "-e ." in lines[0]
-    assert lines[-1].endswith("-m intake.demo")
+    venv_python = f"{tmp_path / 'venv'}/bin/python"
+    assert lines[0] == f"python3 -m venv {tmp_path / 'venv'}"
+    assert lines[1].startswith(f"{venv_python} -m pip install") and "-e ." in lines[1]
+    assert lines[-1] == f"{venv_python} -m intake.demo"
 
 
 def _tagged_by_compose_test() -> set[str]:
@@ -148,10 +153,11 @@ def test_env_example_dev_block_points_the_worker_at_the_dev_mail_server():
     assert env["INTAKE_IMAP__MARK"] == "move"  # pymap keeps no custom keywords
 
 
-def test_ci_runs_the_compose_test_after_the_suite():
+def test_ci_runs_the_compose_test_before_the_suite():
+    """Before: the suite's summary stays the last thing CI prints."""
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     suite = next(i for i, line in enumerate(ci) if re.search(r"-m pytest\b", line))
-    assert any(line.strip() == "bash deploy/compose-test.sh" for line in ci[suite + 1 :])
+    assert any(line.startswith("bash deploy/compose-test.sh") for line in ci[:suite])
     result = subprocess.run(
         ["make", "-n", "compose-test"], cwd=REPO, capture_output=True, text=True, timeout=30
     )

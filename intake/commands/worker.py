@@ -60,6 +60,10 @@ def status(
             engine = make_engine(settings.effective_database_url)
             result = health.collect(session_factory(engine), settings, now)
         except Exception as exc:  # noqa: BLE001 - no database, or not migrated: say so
+            from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+            if isinstance(exc, ArgumentError | NoSuchModuleError | OperationalError):
+                cli._fail(cli.EXIT_CONFIG, cli.database_problem(exc, settings.effective_database_url))
             cli._fail(cli.EXIT_CONFIG, f"database: {type(exc).__name__} (run `intake db upgrade`?)")
     if as_json:
         cli.console.print_json(json.dumps(health.to_json(result), ensure_ascii=False))
