@@ -139,4 +139,10 @@ def settings_secrets(settings: Any) -> list[str]:
     if web is not None and hasattr(web, "token"):
         found.append(web.token.get_secret_value())
     found += database_passwords(settings.effective_database_url)  # "@" in it included
+    oauth = getattr(settings, "oauth", None)
+    if oauth is not None:  # the client secret, and the tokens on file (intake/oauth.py)
+        from intake.oauth import secrets_of
+
+        found.append(oauth.client_secret.get_secret_value())
+        found += secrets_of(settings.oauth_token_path)
     return [s for s in found if s]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import typer
 
-from intake.commands import export, reminders, review, web, worker
+from intake.commands import auth, export, reminders, review, web, worker
 
-MODULES = (worker, reminders, review, export, web)
+MODULES = (worker, reminders, review, export, web, auth)
 
 
 def register_all(app: typer.Typer) -> None:
