@@ -21,13 +21,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from intake import oauth
 from intake.errors import MailboxLoginFailed, OAuthRevoked, OAuthSignInFailed
 from intake.idle import IdleWatcher
 from intake.mailbox import Mailbox
 from intake.outbox import SmtpTransport, _Unreachable, send_outbox
-from intake.settings import OAuthBinding, Settings, load_settings
+from intake.settings import OAuthBinding, OAuthSettings, Settings, load_settings
 from storage.models import Outbox, OutboxState
 from storage.session import make_engine, session_factory, session_scope
 from tests.intake_env import REPO, IntakeRunner, settings_env
@@ -74,21 +75,28 @@ def oauth_smtp(_oauth_server: OAuthServer) -> Iterator[SmtpServer]:
     server.stop()
 
 
-def _client(google: OAuthServer) -> dict[str, str]:
-    return {
-        "client_id": google.client_id,
-        "client_secret": google.client_secret,
-        "token_uri": google.token_uri,
-        "auth_uri": google.auth_uri,
-    }
+def _client(google: OAuthServer) -> OAuthSettings:
+    return OAuthSettings(
+        client_id=google.client_id,
+        client_secret=SecretStr(google.client_secret),
+        token_uri=google.token_uri,
+        auth_uri=google.auth_uri,
+    )
 
 
 def _env(google: OAuthServer) -> dict[str, str]:
-    return {f"INTAKE_OAUTH__{k.upper()}": v for k, v in _client(google).items()}
+    return {
+        "INTAKE_OAUTH__CLIENT_ID": google.client_id,
+        "INTAKE_OAUTH__CLIENT_SECRET": google.client_secret,
+        "INTAKE_OAUTH__TOKEN_URI": google.token_uri,
+        "INTAKE_OAUTH__AUTH_URI": google.auth_uri,
+    }
 
 
 def _binding(tmp_path: Path, google: OAuthServer) -> OAuthBinding:
-    return Settings(data_dir=tmp_path / "var", oauth=_client(google)).imap.oauth  # type: ignore[return-value]
+    binding = Settings(data_dir=tmp_path / "var", oauth=_client(google)).imap.oauth
+    assert binding is not None
+    return binding
 
 
 # --- the token file and the refresh ---------------------------------------------------------
@@ -109,7 +117,9 @@ def test_the_refresh_token_is_kept_0600_from_its_first_byte_and_damage_is_named(
     path.chmod(0o644)  # someone loosened it: reading puts it back
     assert oauth.read_token(path).refresh_token == "1//secret-refresh"  # type: ignore[union-attr]
     assert path.stat().st_mode & 0o777 == 0o600
-    settings = Settings(data_dir=tmp_path / "var", oauth={"client_secret": "client-secret-x"})
+    settings = Settings(
+        data_dir=tmp_path / "var", oauth=OAuthSettings(client_secret=SecretStr("client-secret-x"))
+    )
     assert "1//secret-refresh" not in json.dumps(settings.describe(), default=str)
     assert "client-secret-x" not in json.dumps(settings.describe(), default=str)
     path.write_text('{"refresh_token": "1//half')
@@ -165,7 +175,8 @@ def test_a_refused_refresh_token_is_recorded_and_not_asked_again(tmp_path, googl
 
 def test_a_wrong_client_secret_is_a_sign_in_failure_naming_the_settings(tmp_path, google):
     settings = Settings(
-        data_dir=tmp_path / "var", oauth={**_client(google), "client_secret": "not-it"}
+        data_dir=tmp_path / "var",
+        oauth=_client(google).model_copy(update={"client_secret": SecretStr("not-it")}),
     )
     binding = settings.imap.oauth
     assert binding is not None
@@ -395,7 +406,7 @@ def _start_consent(
         lines.put("")  # end of output
 
     threading.Thread(target=read, daemon=True).start()
-    seen = []
+    seen: list[str] = []
     while True:
         try:
             line = lines.get(timeout=60)
