@@ -125,6 +125,9 @@ def configure(
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     for noisy in ("imapclient", "mail-parser", "mailparser", "alembic", "pymap"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # the OAuth libraries log request and response bodies (tokens) at DEBUG: never, even with -v
+    for talkative in ("requests_oauthlib", "oauthlib", "google", "google_auth_oauthlib"):
+        logging.getLogger(talkative).setLevel(logging.WARNING)
 
 
 def settings_secrets(settings: Any) -> list[str]:

@@ -356,11 +356,17 @@ def test_poll_signs_in_with_oauth_and_a_revoked_token_is_loud_everywhere(
     assert "HEALTHY" in intake("status").stdout
 
 
-def test_status_says_when_oauth2_is_chosen_but_no_consent_was_given(tmp_path, google):
+def test_oauth2_chosen_without_consent_poll_exits_3_and_status_says_what_to_run(
+    tmp_path, google, oauth_dovecot
+):
     url = f"sqlite:///{tmp_path / 'intake.db'}"
-    env = settings_env(tmp_path, url) | _env(google) | {"INTAKE_SMTP__AUTH": "oauth2"}
-    intake = IntakeRunner(env)
+    user = oauth_dovecot.user()
+    env = settings_env(tmp_path, url, user.settings()) | _env(google)
+    intake = IntakeRunner(env | {"INTAKE_IMAP__AUTH": "oauth2", "INTAKE_IMAP__PASSWORD": ""})
     intake("db", "upgrade")
+    poll = intake("poll", "--once", check=False)
+    assert poll.returncode == 3 and poll.stderr.count("error:") == 1
+    assert "run `intake auth gmail` once" in " ".join(poll.stderr.split())
     status = intake("status", check=False)
     assert status.returncode == 5 and "run `intake auth gmail` once" in status.stdout
 
