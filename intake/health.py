@@ -189,7 +189,9 @@ def check_alert(factory: sessionmaker[Session], settings: Settings, now: datetim
     from intake.notices import queue_notice, send_queued
 
     health = collect(factory, settings, now)
-    if health.healthy:
+    # polls only: a sign-in problem alerts on its own (signin_alert) and, while it lasts, makes
+    # the polls fail, so this alert follows after `alert_after` as for any other outage
+    if assess(health.last_success_at, health.started_at, now, health.alert_after)[0]:
         return None
     since = health.last_success_at or health.started_at
     key = f"poll-stale:{iso(since) if since else 'never'}"

@@ -30,10 +30,10 @@ from intake.mailbox import Mailbox
 from intake.outbox import SmtpTransport, _Unreachable, send_outbox
 from intake.settings import OAuthBinding, OAuthSettings, Settings, load_settings
 from storage.models import Outbox, OutboxState
-from storage.session import make_engine, session_factory, session_scope
+from storage.session import make_engine, migrate, session_factory, session_scope
 from tests.intake_env import REPO, IntakeRunner, settings_env
 from tests.servers import DovecotServer, OAuthServer, ServerUnavailable, SmtpServer
-from tests.worker_env import province_mail
+from tests.worker_env import WorkerProcess, province_mail
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS"),
@@ -354,6 +354,40 @@ def test_poll_signs_in_with_oauth_and_a_revoked_token_is_loud_everywhere(
     )
     assert "fetched 1 (new 1)" in intake("poll", "--once").stdout
     assert "HEALTHY" in intake("status").stdout
+
+
+def test_the_worker_with_a_revoked_token_alerts_once_retries_quietly_and_logs_no_token(
+    tmp_path, google, oauth_dovecot, smtp_server
+):
+    """`intake run`: the poll and the IDLE connection both meet the refusal; the endpoint is
+    asked once, the coordinator mailed once, the cycle keeps failing loudly, no token in the log."""
+    user = oauth_dovecot.user()
+    url = f"sqlite:///{tmp_path / 'intake.db'}"
+    migrate(url)
+    env = settings_env(tmp_path, url, user.settings(), smtp_server.smtp_settings()) | _env(google)
+    refresh = google.issue_refresh_token(user.name)
+    binding = _binding(tmp_path, google)
+    oauth.store_consent(binding.token_path, refresh, user.name, "")
+    access = oauth.access_token(binding, timeout=10).token  # a cached access token, too
+    google.revoke(refresh)
+    refreshes = google.refreshes
+    worker = WorkerProcess.start(
+        env, tmp_path / "worker.log",
+        INTAKE_IMAP__AUTH="oauth2", INTAKE_IMAP__PASSWORD="",
+        INTAKE_WORKER__COORDINATOR_ADDRESS="coordinator@moi.example",
+    )  # fmt: skip
+    try:
+        [alert] = smtp_server.wait_for(1, timeout=30)
+        worker.wait_for_log(r"event=cycle\.failed", count=2, timeout=30)  # retried, still loud
+        worker.wait_for_log(r"event=idle\.disconnected")
+    finally:
+        assert worker.terminate() == 0
+    assert alert.rcpt_tos == ["coordinator@moi.example"] and len(smtp_server.messages) == 1
+    assert google.refreshes == refreshes + 1
+    assert worker.log.count("event=oauth.revoked") == 1
+    assert "intake auth gmail" in worker.log
+    assert refresh not in worker.log and access not in worker.log
+    assert google.client_secret not in worker.log
 
 
 def test_oauth2_chosen_without_consent_poll_exits_3_and_status_says_what_to_run(
