@@ -423,6 +423,9 @@ def _consent_env(tmp_path: Path, google: OAuthServer, **extra: str) -> dict[str,
     return env
 
 
+CONSENT_OPTIONS = ("--timeout", "60", "--bind", "127.0.0.1")
+
+
 def _start_consent(
     env: dict[str, str],
 ) -> tuple[subprocess.Popen[str], dict[str, str], queue.Queue[str]]:
@@ -430,7 +433,7 @@ def _start_consent(
     open, and the lines of its standard output (read by a thread, so none is lost or waited
     for twice)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "intake", "auth", "gmail", "--no-browser", "--timeout", "60"],
+        [sys.executable, "-m", "intake", "auth", "gmail", "--no-browser", *CONSENT_OPTIONS],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -37,6 +37,14 @@ def gmail(
     port: Annotated[
         int, typer.Option("--port", help="Port of the local redirect server; 0 picks a free one.")
     ] = 0,
+    bind: Annotated[
+        str | None,
+        typer.Option(
+            "--bind",
+            help="Address the redirect server listens on (default: the --host); 0.0.0.0 in a "
+            "container whose --port is published.",
+        ),
+    ] = None,
     timeout: Annotated[
         int, typer.Option("--timeout", help="Seconds to wait for the browser's answer.")
     ] = 600,
@@ -80,6 +88,7 @@ def gmail(
     try:
         credentials = flow.run_local_server(
             host=host,
+            bind_addr=bind,
             port=port,
             open_browser=not no_browser,
             authorization_prompt_message=prompt,
