@@ -549,3 +549,21 @@ def test_the_settings_choose_the_sign_in_per_protocol_from_the_environment(
     from intake.logs import settings_secrets
 
     assert "shh-client-secret" in settings_secrets(settings)
+
+
+def test_a_token_endpoint_out_of_reach_is_transient_and_marks_nothing(tmp_path, google):
+    from intake.errors import MailboxUnavailable
+    from tests.servers import free_port
+
+    binding = _binding(tmp_path, google)
+    oauth.store_consent(binding.token_path, google.issue_refresh_token("d@example.test"), "", "")
+    away = OAuthBinding(
+        binding.client.model_copy(update={"token_uri": f"http://127.0.0.1:{free_port()}/token"}),
+        binding.token_path,
+    )
+    with pytest.raises(MailboxUnavailable) as down:
+        oauth.access_token(away, timeout=5)
+    assert not isinstance(down.value, MailboxLoginFailed)  # the next cycle simply tries again
+    assert "cannot reach the OAuth 2.0 token endpoint" in str(down.value)
+    assert oauth.token_problem(binding.token_path) is None
+    assert oauth.access_token(binding, timeout=10).fresh  # back: the same refresh token works
