@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from intake.errors import IntakeError, MailboxUnavailable
+from intake.errors import IntakeError, MailboxUnavailable, OAuthRevoked
 from intake.lease import LEASE_NAME, Lease, real_now
 from intake.logs import event
 from intake.pipeline import CycleReport, Progress, Services, poll_once
@@ -76,6 +76,8 @@ def run_cycle(
     except Exception as exc:
         _log_handled(svc, before)
         _record(svc, _describe(exc))
+        if isinstance(exc, OAuthRevoked):
+            _alert_signin(svc, exc)
         raise
     _log_handled(svc, before)
     # a filing failure is an outcome (the cycle did its work, the next one files): the poll
@@ -97,6 +99,16 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, MailboxUnavailable):
         return f"mailbox: {exc}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _alert_signin(svc: Services, exc: OAuthRevoked) -> None:
+    """The refresh token was refused: only a person can fix it, so say so now (never raises)."""
+    from intake import health
+
+    try:
+        health.signin_alert(svc.factory, svc.settings, exc, real_now())
+    except Exception as error:  # noqa: BLE001 - the cycle's own error is what propagates
+        event(log, "alert.failed", logging.ERROR, error=f"{type(error).__name__}: {error}")
 
 
 def _snapshot(svc: Services) -> _Before:

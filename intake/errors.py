@@ -23,3 +23,17 @@ class MailboxLoginFailed(MailboxUnavailable):
 
 class SmtpUnavailable(IntakeError):
     """The SMTP server could not be reached or answered with a temporary failure."""
+
+
+class OAuthSignInFailed(MailboxLoginFailed):
+    """OAuth 2.0 sign-in cannot work as configured (no token yet, client refused): a person acts."""
+
+
+class OAuthRevoked(OAuthSignInFailed):
+    """The token endpoint refused the refresh token (`invalid_grant`: revoked, expired, or reset
+    by a password change). Only a new consent (`intake auth gmail`) helps; `revoked_at` is when
+    it was first refused (one alert per refusal)."""
+
+    def __init__(self, message: str, revoked_at: str) -> None:
+        super().__init__(message)
+        self.revoked_at = revoked_at

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.clock import as_utc
+from intake.errors import OAuthRevoked
 from intake.lease import LEASE_NAME
 from intake.logs import event, iso
 from intake.settings import Settings
@@ -106,6 +107,9 @@ def collect(factory: sessionmaker[Session], settings: Settings, now: datetime) -
     healthy, state, reason = assess(
         values.get("last_success_at"), values.get("started_at"), now, alert_after
     )
+    problem = signin_problem(settings)
+    if problem:
+        healthy, state, reason = False, "signin", problem
     return Health(
         checked_at=now,
         healthy=healthy,
@@ -121,6 +125,24 @@ def collect(factory: sessionmaker[Session], settings: Settings, now: datetime) -
 
 def _aware(value: datetime | None) -> datetime | None:
     return as_utc(value) if value is not None else None
+
+
+def signin_problem(settings: Settings) -> str | None:
+    """Why OAuth 2.0 sign-in cannot work (no token yet, refresh token refused), when IMAP or
+    SMTP uses it: unhealthy at once, without waiting `alert_after` for polls to go stale."""
+    if "oauth2" not in (settings.imap.auth, settings.smtp.auth):
+        return None
+    from intake.oauth import token_problem
+
+    return token_problem(settings.oauth_token_path)
+
+
+def with_signin(health: Health, settings: Settings) -> Health:
+    """The health read from the file, judged again for OAuth sign-in (`intake status --file`)."""
+    problem = signin_problem(settings)
+    if problem:
+        health.healthy, health.state, health.reason = False, "signin", problem
+    return health
 
 
 # --- the file ---------------------------------------------------------------------------------
@@ -167,7 +189,9 @@ def check_alert(factory: sessionmaker[Session], settings: Settings, now: datetim
     from intake.notices import queue_notice, send_queued
 
     health = collect(factory, settings, now)
-    if health.healthy:
+    # polls only: a sign-in problem alerts on its own (signin_alert) and, while it lasts, makes
+    # the polls fail, so this alert follows after `alert_after` as for any other outage
+    if assess(health.last_success_at, health.started_at, now, health.alert_after)[0]:
         return None
     since = health.last_success_at or health.started_at
     key = f"poll-stale:{iso(since) if since else 'never'}"
@@ -192,6 +216,52 @@ def check_alert(factory: sessionmaker[Session], settings: Settings, now: datetim
     ):  # fmt: skip
         send_queued(factory, settings, now)
     return key
+
+
+def signin_alert(
+    factory: sessionmaker[Session], settings: Settings, error: OAuthRevoked, now: datetime
+) -> bool:
+    """Mail the coordinator once per refused refresh token (it is refused once: `revoked_at`)
+    that only a new consent helps; logged loudly even when no coordinator address is set."""
+    from intake.notices import queue_notice, send_queued
+
+    event(
+        log, "worker.alert", logging.ERROR, reason=str(error), since=error.revoked_at,
+        coordinator=settings.worker.coordinator_address,
+    )  # fmt: skip
+    subject, text = signin_alert_text(settings, error.revoked_at)
+    queued = queue_notice(
+        factory, settings, kind="alert", subject=subject, text=text,
+        dedupe_key=f"alert:oauth-revoked:{error.revoked_at}", now=now,
+    )  # fmt: skip
+    if queued:
+        send_queued(factory, settings, now)
+    return queued
+
+
+def signin_alert_text(settings: Settings, revoked_at: str) -> tuple[str, str]:
+    """The alert in Thai: Google no longer lets us in, mail is safe, who must do what."""
+    try:
+        when = format_thai_datetime(datetime.fromisoformat(revoked_at))
+    except ValueError:
+        when = revoked_at
+    account = settings.imap.username or settings.smtp.username or "ของระบบ"
+    subject = "[intake] แจ้งเตือน: สิทธิ์เข้าบัญชี Gmail ถูกยกเลิกหรือหมดอายุ ระบบรับอีเมลหยุดทำงาน"
+    lines = [
+        "เรียน ผู้ประสานงาน",
+        "",
+        f"ตั้งแต่ {when} Google ไม่ยอมรับสิทธิ์เข้าถึงบัญชี {account} (OAuth 2.0) ที่ระบบใช้อ่าน"
+        "และส่งอีเมล ระบบจึงตรวจกล่องจดหมายไม่ได้",
+        "สาเหตุที่พบบ่อย: เจ้าของบัญชียกเลิกสิทธิ์ของแอป เปลี่ยนรหัสผ่านบัญชี หรือแอปใน Google Cloud "
+        "ยังอยู่ในสถานะทดสอบ (Testing) ซึ่งสิทธิ์มีอายุเพียง 7 วัน",
+        "",
+        "อีเมลที่ส่งเข้ามาระหว่างนี้ยังอยู่ในกล่องจดหมาย ไม่สูญหาย และจะได้รับการประมวลผลเมื่อให้สิทธิ์ใหม่แล้ว",
+        "วิธีแก้: ผู้ดูแลระบบเรียกคำสั่ง intake auth gmail บนเครื่องที่ติดตั้งระบบ แล้วลงชื่อเข้าใช้"
+        "บัญชี Gmail และกดอนุญาตอีกครั้ง จากนั้นตรวจสอบด้วยคำสั่ง intake status",
+        "",
+        "ข้อความนี้ส่งโดยอัตโนมัติจากระบบรับแบบฟอร์มข้อมูลทางอีเมล (intake)",
+    ]
+    return subject, "\n".join(lines)
 
 
 def alert_text(health: Health) -> tuple[str, str]:

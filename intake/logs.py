@@ -125,6 +125,9 @@ def configure(
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     for noisy in ("imapclient", "mail-parser", "mailparser", "alembic", "pymap"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # the OAuth libraries log request and response bodies (tokens) at DEBUG: never, even with -v
+    for talkative in ("requests_oauthlib", "oauthlib", "google", "google_auth_oauthlib"):
+        logging.getLogger(talkative).setLevel(logging.WARNING)
 
 
 def settings_secrets(settings: Any) -> list[str]:
@@ -139,4 +142,10 @@ def settings_secrets(settings: Any) -> list[str]:
     if web is not None and hasattr(web, "token"):
         found.append(web.token.get_secret_value())
     found += database_passwords(settings.effective_database_url)  # "@" in it included
+    oauth = getattr(settings, "oauth", None)
+    if oauth is not None:  # the client secret, and the tokens on file (intake/oauth.py)
+        from intake.oauth import secrets_of
+
+        found.append(oauth.client_secret.get_secret_value())
+        found += secrets_of(settings.oauth_token_path)
     return [s for s in found if s]

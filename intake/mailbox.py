@@ -216,6 +216,9 @@ class Mailbox:
 
     def _login(self, client: IMAPClient) -> None:
         s = self._settings
+        if s.auth == "oauth2":
+            self._oauth2_login(client)
+            return
         password = s.password.get_secret_value()
         if not s.username or not password:
             raise MailboxLoginFailed(
@@ -245,6 +248,48 @@ class Mailbox:
         except (OSError, IMAPClientError) as exc:
             self._broken = True
             raise MailboxUnavailable(self._describe("LOGIN", exc)) from exc
+
+    def _oauth2_login(self, client: IMAPClient) -> None:
+        """AUTHENTICATE XOAUTH2 with an access token from intake.oauth (refreshed before expiry).
+
+        A refusal of a token that came from the file (not fresh) is tried once more with a fresh
+        one: the owner may have revoked it, and the refresh then says so (OAuthRevoked).
+        """
+        from intake import oauth
+
+        s = self._settings
+        if not s.username:
+            raise MailboxLoginFailed(
+                f"IMAP login to {self._where()}: imap.username (INTAKE_IMAP__USERNAME) must be "
+                "set to the Gmail address that gave consent"
+            )
+        if s.oauth is None:
+            raise ConfigError("imap.auth = 'oauth2' but these IMAP settings carry no OAuth client")
+        force = False
+        while True:
+            token = oauth.access_token(s.oauth, timeout=s.timeout, force=force)
+            try:
+                client.oauth2_login(s.username, token.token)
+                return
+            except LoginError as exc:
+                text = _printable(str(exc).replace(token.token, "***"))
+                if "socket error" in text:
+                    self._broken = True
+                if self._broken or any(code in text for code in _TRANSIENT_LOGIN_CODES):
+                    raise MailboxUnavailable(
+                        f"IMAP XOAUTH2 login on {self._where()}: {text}"
+                    ) from None
+                if not token.fresh:
+                    force = True
+                    continue
+                raise MailboxLoginFailed(
+                    f"IMAP server {self._where()} refused the OAuth 2.0 login of {s.username!r} "
+                    f"with a fresh access token: {text} (imap.username must be the account that "
+                    f"gave consent, with scope {s.oauth.client.scope})"
+                ) from None
+            except (OSError, IMAPClientError) as exc:
+                self._broken = True
+                raise MailboxUnavailable(self._describe("AUTHENTICATE XOAUTH2", exc)) from None
 
     # ------------------------------------------------------------------ the folder
 
@@ -592,6 +637,11 @@ class Mailbox:
     def _redact(self, text: str) -> str:
         password = self._settings.password.get_secret_value()
         return text.replace(password, "**********") if password else text
+
+
+def _printable(text: str) -> str:
+    """A server's words on one line, at most 300 characters, no control characters."""
+    return "".join(c if c.isprintable() else " " for c in text)[:300]
 
 
 def _close_client(client: IMAPClient, *, logout: bool, where: str) -> None:

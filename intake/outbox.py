@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake.errors import MailboxUnavailable
 from intake.faults import crash_point
 from intake.lease import holder_is_dead, process_holder, real_now
 from intake.settings import RepliesSettings, SmtpSettings
@@ -124,9 +125,14 @@ class SmtpTransport:
                 if s.security == "starttls":
                     step = "STARTTLS"
                     conn.starttls(context=ssl.create_default_context())
-            if s.username:
+            if s.auth == "oauth2":
+                step = "AUTH"
+                self._oauth2_login(conn)
+            elif s.username:
                 step = "AUTH"
                 conn.login(s.username, s.password.get_secret_value())
+        except MailboxUnavailable as exc:  # the OAuth token (intake.oauth), not the SMTP server
+            raise _Unreachable(f"SMTP sign-in: {exc}") from None
         except smtplib.SMTPAuthenticationError as exc:
             raise _Unreachable(
                 f"{where} refused the login of {s.username!r}: {exc.smtp_code} "
@@ -143,6 +149,41 @@ class SmtpTransport:
                 f"cannot reach {where} ({step}): {type(exc).__name__}: {detail}{hint}"
             ) from None
         return conn
+
+    def _oauth2_login(self, conn: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 with an access token from intake.oauth (refreshed before expiry); a
+        refused token from the file is tried once more fresh, as `Mailbox._oauth2_login` does."""
+        from intake import oauth
+
+        s = self.settings
+        if not s.username:
+            raise _Unreachable(
+                "smtp.auth = 'oauth2' needs smtp.username (INTAKE_SMTP__USERNAME): the Gmail "
+                "address that gave consent"
+            )
+        if s.oauth is None:
+            raise _Unreachable("smtp.auth = 'oauth2' but these SMTP settings carry no OAuth client")
+        conn.ehlo_or_helo_if_needed()
+        if "XOAUTH2" not in conn.esmtp_features.get("auth", "").upper().split():
+            raise _Unreachable(
+                f"SMTP server {s.host}:{s.effective_port()} does not offer AUTH XOAUTH2 "
+                "(smtp.auth = 'oauth2')"
+            )
+        force = False
+        while True:
+            token = oauth.access_token(s.oauth, timeout=s.timeout, force=force)
+            initial = oauth.xoauth2(s.username, token.token)
+
+            def answer(challenge: bytes | None = None, initial: str = initial) -> str:
+                return initial if challenge is None else ""  # an error challenge: end the exchange
+
+            try:
+                conn.auth("XOAUTH2", answer, initial_response_ok=True)
+                return
+            except smtplib.SMTPAuthenticationError:
+                if token.fresh:
+                    raise
+                force = True
 
     def send(self, mail_from: str, to: str, raw: bytes) -> str:
         if self._conn is None:

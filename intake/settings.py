@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,13 +34,54 @@ from intake.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/intake.toml")
 Security = Literal["ssl", "starttls", "none"]
+# How IMAP and SMTP sign in: the password (a Gmail app password), or OAuth 2.0 (XOAUTH2) with the
+# refresh token `intake auth gmail` stored in DATA_DIR (intake/oauth.py).
+SignIn = Literal["password", "oauth2"]
+OAUTH_TOKEN_FILE = "oauth2-token.json"  # in DATA_DIR, mode 0600; never a setting, never logged
 
 
-class ImapSettings(BaseModel):
+class OAuthSettings(BaseModel):
+    """The OAuth 2.0 client (a Google Cloud "Desktop app" client) for `auth = "oauth2"`.
+
+    The endpoints are Google's; a test (or another provider) points them elsewhere. The refresh
+    token is not a setting: it is written by `intake auth gmail` to DATA_DIR, never to the TOML.
+    """
+
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    auth_uri: str = "https://accounts.google.com/o/oauth2/auth"
+    token_uri: str = "https://oauth2.googleapis.com/token"
+    scope: str = "https://mail.google.com/"  # the only scope Gmail's IMAP and SMTP accept
+
+
+@dataclass(frozen=True)
+class OAuthBinding:
+    """What an OAuth login needs beyond the IMAP or SMTP settings: the client and the token file."""
+
+    client: OAuthSettings
+    token_path: Path
+
+
+class _SignInSettings(BaseModel):
+    """IMAP and SMTP settings carry their OAuth binding (set by `Settings`), so `Mailbox` and
+    `SmtpTransport` keep taking only their own settings whichever way they sign in."""
+
+    _oauth: OAuthBinding | None = PrivateAttr(default=None)
+
+    def bind_oauth(self, binding: OAuthBinding | None) -> None:
+        self._oauth = binding
+
+    @property
+    def oauth(self) -> OAuthBinding | None:
+        return self._oauth
+
+
+class ImapSettings(_SignInSettings):
     host: str = "imap.gmail.com"
     port: int | None = Field(default=None, ge=1, le=65535)  # by security: 993 ssl, 143 otherwise
     username: str = ""
     password: SecretStr = SecretStr("")
+    auth: SignIn = "password"  # "oauth2": XOAUTH2 with the token of `intake auth gmail`
     security: Security = "ssl"
     folder: str = "INBOX"
     # How a handled message is filed on the server: a keyword (flag), a move to `done_folder`,
@@ -57,11 +99,12 @@ class ImapSettings(BaseModel):
         return 993 if self.security == "ssl" else 143
 
 
-class SmtpSettings(BaseModel):
+class SmtpSettings(_SignInSettings):
     host: str = "smtp.gmail.com"
     port: int | None = Field(default=None, ge=1, le=65535)  # 465 ssl, 587 starttls, 25 none
     username: str = ""
     password: SecretStr = SecretStr("")
+    auth: SignIn = "password"  # "oauth2": AUTH XOAUTH2 with the token of `intake auth gmail`
     security: Security = "ssl"
     from_address: str = "Jpp.moi9999@gmail.com"
     from_name: str = "ศูนย์ประสานข้อมูลการยกระดับเมือง กระทรวงมหาดไทย"
@@ -140,6 +183,7 @@ class Settings(BaseSettings):
     config_dir: Path = Field(default_factory=lambda: default_config_file().parent)
     imap: ImapSettings = Field(default_factory=ImapSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     replies: RepliesSettings = Field(default_factory=RepliesSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     web: WebSettings = Field(default_factory=WebSettings)
@@ -159,6 +203,18 @@ class Settings(BaseSettings):
         if value is not None and value.tzinfo is None:
             raise ValueError("must carry a UTC offset, e.g. 2024-01-22T23:59:59+07:00")
         return value
+
+    @model_validator(mode="after")
+    def _bind_oauth(self) -> Settings:
+        """Give IMAP and SMTP the OAuth client and the token file's place (see _SignInSettings)."""
+        binding = OAuthBinding(self.oauth, self.oauth_token_path)
+        self.imap.bind_oauth(binding)
+        self.smtp.bind_oauth(binding)
+        return self
+
+    @property
+    def oauth_token_path(self) -> Path:
+        return self.data_dir / OAUTH_TOKEN_FILE
 
     @classmethod
     def settings_customise_sources(

@@ -250,7 +250,7 @@ protocols = imap
 listen = 127.0.0.1
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{mechanisms}
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 first_valid_uid = 0
@@ -260,7 +260,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {dir}/users/%u
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={dir}/mail/%u
 }}
@@ -302,10 +302,16 @@ class DovecotServer:
 
     `tls=True` adds a self-signed certificate for localhost/127.0.0.1: STARTTLS on `port` and
     implicit TLS on `tls_port`; `ssl_context()` trusts it.
+
+    `oauth2_introspection_url` adds Dovecot's `oauth2` passdb after the passwd-file one, with
+    the XOAUTH2 and OAUTHBEARER mechanisms: a bearer token is valid when a POST of
+    `token=...` to that URL answers `{"active": true, "username": "<the login name>"}` (RFC
+    7662 introspection, as Google's own servers do it for Gmail). Passwords keep working.
     """
 
-    def __init__(self, *, tls: bool = False) -> None:
+    def __init__(self, *, tls: bool = False, oauth2_introspection_url: str | None = None) -> None:
         self.tls = tls
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.dir: Path | None = None
         self.port = 0
         self.tls_port = 0
@@ -396,8 +402,24 @@ class DovecotServer:
             )
         else:
             ssl_conf = "ssl = no"
+        mechanisms, oauth2_passdb = "", ""
+        if self.oauth2_introspection_url:
+            mechanisms = " xoauth2 oauthbearer"
+            oauth2_conf = directory / "dovecot-oauth2.conf.ext"
+            oauth2_conf.write_text(
+                f"introspection_url = {self.oauth2_introspection_url}\n"
+                "introspection_mode = post\n"
+                "force_introspection = yes\n"
+                "username_attribute = username\n"
+                "active_attribute = active\n"
+                "active_value = true\n"
+                "timeout_msecs = 10000\n"
+            )
+            oauth2_passdb = f"passdb {{\n  driver = oauth2\n  args = {oauth2_conf}\n}}\n"
         self.conf.write_text(
             _DOVECOT_CONF.format(
+                mechanisms=mechanisms,
+                oauth2_passdb=oauth2_passdb,
                 dir=directory,
                 port=self.port,
                 tls_port=self.tls_port,
@@ -576,10 +598,69 @@ class _SmtpHandler:
         return self.owner._on_data(envelope)
 
 
-class SmtpServer:
-    """aiosmtpd on 127.0.0.1 (SMTPUTF8, 8BITMIME) keeping every accepted message."""
+class _XOAuth2SmtpHandler(_SmtpHandler):
+    """AUTH XOAUTH2 (Google's SASL mechanism) as aiosmtpd's custom `auth_<NAME>` hook: the bearer
+    token is checked at the introspection endpoint, as Dovecot's oauth2 passdb does it."""
 
-    def __init__(self) -> None:
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> Any:  # noqa: N802
+        import base64
+        import json
+
+        from aiosmtpd.smtp import AuthResult
+
+        if len(args) > 1:
+            answer: Any = args[1].encode()
+        else:
+            answer = await server.challenge_auth("", encode_to_b64=False)
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False)
+        try:
+            fields = base64.b64decode(answer, validate=True).decode().split("\x01")
+            user = next(f[5:] for f in fields if f.startswith("user="))
+            token = next(f[12:] for f in fields if f.startswith("auth=Bearer "))
+        except (ValueError, StopIteration):
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Bad XOAUTH2")
+        owner = self.owner
+        assert owner.oauth2_introspection_url is not None
+        holder = await asyncio.to_thread(introspect, owner.oauth2_introspection_url, token)
+        if holder != user:
+            # Google's way: a 334 with the error in JSON, the client answers with an empty line
+            error = json.dumps(
+                {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"}
+            )
+            await server.challenge_auth(base64.b64encode(error.encode()), encode_to_b64=False)
+            owner.auth_refused.append(user)
+            return AuthResult(
+                success=False, handled=False, message="535 5.7.8 Username and Password not accepted"
+            )
+        owner.auth_logins.append(user)
+        return AuthResult(success=True, auth_data=user)
+
+
+def introspect(url: str, token: str) -> str | None:
+    """RFC 7662 introspection: the token's username when active, else None."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    body = urllib.parse.urlencode({"token": token}).encode()
+    with urllib.request.urlopen(url, data=body, timeout=10) as response:  # noqa: S310
+        data = json.loads(response.read())
+    return data.get("username") if data.get("active") is True else None
+
+
+class SmtpServer:
+    """aiosmtpd on 127.0.0.1 (SMTPUTF8, 8BITMIME) keeping every accepted message.
+
+    `oauth2_introspection_url` makes it a submission server that requires AUTH XOAUTH2 (no other
+    mechanism, no mail before it), the bearer token checked at that introspection endpoint;
+    `auth_logins` / `auth_refused` list who signed in or was refused.
+    """
+
+    def __init__(self, *, oauth2_introspection_url: str | None = None) -> None:
+        self.oauth2_introspection_url = oauth2_introspection_url
+        self.auth_logins: list[str] = []
+        self.auth_refused: list[str] = []
         self.port = 0
         self.messages: list[ReceivedMail] = []
         self.data_attempts = 0  # DATA commands seen, refused ones included
@@ -593,11 +674,20 @@ class SmtpServer:
         except ImportError as exc:
             raise ServerUnavailable("aiosmtpd missing: pip install -e '.[test]'") from exc
         self.port = free_port()
+        oauth2: dict[str, Any] = {}
+        if self.oauth2_introspection_url:
+            oauth2 = {
+                "auth_required": True,
+                "auth_require_tls": False,
+                "auth_exclude_mechanism": ["PLAIN", "LOGIN"],
+            }
+        handler = (_XOAuth2SmtpHandler if self.oauth2_introspection_url else _SmtpHandler)(self)
         self._controller = Controller(
-            _SmtpHandler(self),
+            handler,
             hostname="127.0.0.1",
             port=self.port,
             enable_SMTPUTF8=True,
+            **oauth2,
         )
         self._controller.start()
         return self
@@ -648,6 +738,8 @@ class SmtpServer:
             self.messages.clear()
             self._failures.clear()
             self.data_attempts = 0
+            self.auth_logins.clear()
+            self.auth_refused.clear()
 
     def smtp_settings(self, **overrides: Any) -> SmtpSettings:
         values: dict[str, Any] = {
@@ -1108,3 +1200,201 @@ class _ProxySession:
 
             line = _FLAGS_ITEM.sub(labels, line)
         return line
+
+
+# --------------------------------------------------------------------------- OAuth 2.0
+
+
+@dataclass
+class _Grant:
+    username: str
+    revoked: bool = False
+
+
+@dataclass
+class _Access:
+    username: str
+    refresh_token: str | None
+    expires: float  # time.time()
+
+
+class OAuthServer:
+    """A local OAuth 2.0 authorization server in the shape of Google's, on 127.0.0.1.
+
+    - `POST /token`: `authorization_code` (with PKCE S256, as InstalledAppFlow sends it) and
+      `refresh_token` grants; the client by HTTP Basic or by form fields. A refresh token that
+      was revoked answers 400 `invalid_grant` "Token has been expired or revoked." as Google does.
+    - `POST /introspect`: RFC 7662, `{"active": true, "username": ...}` for a live access token;
+      Dovecot's oauth2 passdb and the XOAUTH2 SmtpServer ask it.
+    - `authorize(username, code_challenge)` plays the person who clicks "Allow" (the code the
+      browser would carry to the redirect address); `issue_refresh_token` skips the consent.
+    """
+
+    SCOPE = "https://mail.google.com/"
+
+    def __init__(
+        self, client_id: str = "intake-test.apps.example", client_secret: str = ""
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret or secrets.token_urlsafe(18)
+        self.expires_in = 3600
+        self.refreshes = 0  # refresh_token grants answered, refused ones included
+        self.requests: list[dict[str, str]] = []  # every /token form (tests check what was sent)
+        self._grants: dict[str, _Grant] = {}  # refresh token -> grant
+        self._access: dict[str, _Access] = {}
+        self._codes: dict[str, tuple[str, str]] = {}  # code -> (username, code_challenge)
+        self._lock = threading.Lock()
+        self._httpd: Any = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.url}/token"
+
+    @property
+    def auth_uri(self) -> str:
+        return f"{self.url}/auth"
+
+    @property
+    def introspection_url(self) -> str:
+        return f"{self.url}/introspect"
+
+    def start(self) -> OAuthServer:
+        from http.server import ThreadingHTTPServer
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _oauth_handler(self))
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        threading.Thread(target=self._httpd.serve_forever, name="oauth", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    # what a test does -------------------------------------------------------
+
+    def authorize(self, username: str, code_challenge: str) -> str:
+        code = secrets.token_urlsafe(12)
+        with self._lock:
+            self._codes[code] = (username, code_challenge)
+        return code
+
+    def issue_refresh_token(self, username: str) -> str:
+        token = "1//r-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._grants[token] = _Grant(username)
+        return token
+
+    def revoke(self, refresh_token: str) -> None:
+        """The owner removed the app's access: the refresh token and its access tokens die."""
+        with self._lock:
+            self._grants[refresh_token].revoked = True
+            for key in [k for k, a in self._access.items() if a.refresh_token == refresh_token]:
+                del self._access[key]
+
+    def expire_access_tokens(self) -> None:
+        with self._lock:
+            self._access.clear()
+
+    def refresh_tokens_of(self, username: str) -> list[str]:
+        with self._lock:
+            return [t for t, g in self._grants.items() if g.username == username]
+
+    # the endpoints ----------------------------------------------------------
+
+    def _issue(self, username: str, refresh_token: str | None) -> str:
+        token = "ya29.a-" + secrets.token_urlsafe(24)
+        self._access[token] = _Access(username, refresh_token, time.time() + self.expires_in)
+        return token
+
+    def token(
+        self, form: dict[str, str], basic: tuple[str, str] | None
+    ) -> tuple[int, dict[str, Any]]:
+        import base64
+        import hashlib
+
+        with self._lock:
+            self.requests.append(dict(form))
+            client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret", ""))
+            if (client_id, secret) != (self.client_id, self.client_secret):
+                return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
+            grant = form.get("grant_type")
+            if grant == "refresh_token":
+                self.refreshes += 1
+                refresh = form.get("refresh_token", "")
+                found = self._grants.get(refresh)
+                if found is None or found.revoked:
+                    return 400, {
+                        "error": "invalid_grant",
+                        "error_description": "Token has been expired or revoked.",
+                    }
+                return 200, {
+                    "access_token": self._issue(found.username, refresh),
+                    "expires_in": self.expires_in,
+                    "scope": self.SCOPE,
+                    "token_type": "Bearer",
+                }
+            if grant == "authorization_code":
+                username, challenge = self._codes.pop(form.get("code", ""), ("", ""))
+                verifier = form.get("code_verifier", "")
+                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+                if not username or digest.rstrip(b"=").decode() != challenge:
+                    return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
+                refresh = "1//r-" + secrets.token_urlsafe(24)
+                self._grants[refresh] = _Grant(username)
+                return 200, {
+                    "access_token": self._issue(username, refresh),
+                    "expires_in": self.expires_in,
+                    "refresh_token": refresh,
+                    "scope": self.SCOPE,
+                    "token_type": "Bearer",
+                }
+            return 400, {"error": "unsupported_grant_type"}
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        with self._lock:
+            access = self._access.get(token)
+            if access is None or access.expires < time.time():
+                return {"active": False}
+            return {"active": True, "username": access.username, "scope": self.SCOPE}
+
+
+def _oauth_handler(server: OAuthServer) -> Any:
+    import base64
+    import json
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import parse_qsl
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # quiet: pytest shows failures, not traffic
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            form = dict(parse_qsl(self.rfile.read(length).decode()))
+            if self.path == "/token":
+                basic = None
+                header = self.headers.get("Authorization", "")
+                if header.startswith("Basic "):
+                    user, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+                    basic = (user, secret)
+                status, data = server.token(form, basic)
+            elif self.path == "/introspect":
+                status, data = 200, server.introspect(form.get("token", ""))
+            else:
+                status, data = 404, {"error": "not_found"}
+            body = json.dumps(data).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler

@@ -54,7 +54,9 @@ def status(
         path = health.health_path(settings)
         if not path.exists():
             cli._fail(cli.EXIT_UNHEALTHY, f"no health file at {path}: the worker has not run yet")
-        result = health.read_file(path, now, settings.worker.alert_after)
+        result = health.with_signin(
+            health.read_file(path, now, settings.worker.alert_after), settings
+        )
     else:
         try:
             engine = make_engine(settings.effective_database_url)
