@@ -43,6 +43,8 @@ def gmail(tmp_path, database_url, imap_user, smtp_server) -> Iterator[Any]:  # t
             settings_env(tmp_path, database_url, imap, smtp_server.smtp_settings())
         )
         runner("db", "upgrade")
+        runner("review", "add-address", "TH-50", "saraban@chiangmai.go.th")  # verified senders
+        runner("review", "add-address", "TH-51", "lamphun.office@gmail.com")
         uids = [
             user.append(_mail(1, "saraban@chiangmai.go.th", "เชียงใหม่",
                               filled_form_bytes("เชียงใหม่")), ON_TIME),

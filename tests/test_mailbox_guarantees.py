@@ -76,6 +76,8 @@ def test_a_message_whose_processing_fails_is_never_filed(
         else base.model_copy(update={"mark": mode})
     )
     intake = _runner(tmp_path, database_url, imap, smtp_server)
+    intake("review", "add-address", "TH-50", "saraban@chiangmai.go.th")  # verified senders
+    intake("review", "add-address", "TH-55", "saraban@nan.go.th")
     bad = user.append(
         _mail(1, "saraban@chiangmai.go.th", "แบบฟอร์ม จังหวัดเชียงใหม่", filled_form_bytes("เชียงใหม่")),
         ON_TIME,
@@ -120,6 +122,12 @@ def test_after_a_uidvalidity_change_a_new_message_at_a_reused_uid_is_taken_in(
     intake = _runner(
         tmp_path, database_url, base.model_copy(update={"folder": folder}), smtp_server
     )
+    for sender_id, address in (
+        ("TH-50", "saraban@chiangmai.go.th"),
+        ("TH-55", "saraban@nan.go.th"),
+        ("TH-54", "saraban@phrae.go.th"),
+    ):
+        intake("review", "add-address", sender_id, address)  # verified senders
     old = _mail(1, "saraban@chiangmai.go.th", "แบบฟอร์ม จังหวัดเชียงใหม่", filled_form_bytes("เชียงใหม่"))
     first_uid = user.append(old, ON_TIME, folder=folder)
     user.append(
@@ -168,6 +176,7 @@ def test_two_mails_with_the_same_sender_subject_and_date_stay_two(
     intake = _runner(tmp_path, database_url, base, smtp_server)
     same = {"date": "Fri, 19 Jan 2024 10:00:00 +0700"}
     sender, subject = "lamphun.office@gmail.com", "ข้อมูลจังหวัดลำพูน"
+    intake("review", "add-address", "TH-51", sender)  # a verified sender
     user.append(_mail(1, sender, subject, form_with_errors_bytes("ลำพูน"), **same), ON_TIME)
     user.append(_mail(2, sender, subject, filled_form_bytes("ลำพูน"), **same), ON_TIME)
     intake("poll", "--once")

@@ -56,6 +56,14 @@ def hostile(headers: list[str], body: str = "hello\r\n") -> bytes:
     )
 
 
+def verified(svc: pipeline.Services) -> None:
+    """The good mails' addresses as the coordinator adds them: verified senders (issue 11's
+    no-learning rule), so a good form is acknowledged, not held as provisional."""
+    with session_scope(svc.factory) as session:
+        queries.add_sender_address(session, "TH-50", "saraban@chiangmai.go.th", "coordinator")
+        queries.add_sender_address(session, "TH-51", "lamphun.office@gmail.com", "coordinator")
+
+
 def run_cycle(svc: pipeline.Services) -> pipeline.CycleReport:
     report = pipeline.CycleReport()
     pipeline.process_pending(svc, report)
@@ -73,6 +81,7 @@ def test_an_encoded_crlf_in_the_display_name_is_recorded_and_the_others_handled(
     tmp_path, database_url
 ):
     svc = services(tmp_path, database_url)
+    verified(svc)
     good1, _ = pipeline.archive_message(svc, good_mail(1), RECEIVED, "import")
     poison, is_new = pipeline.archive_message(
         svc, hostile([f"From: {CRLF_FROM}", "Subject: hello", "Message-ID: <p@evil.example>"]),
@@ -226,6 +235,7 @@ def test_a_failing_decision_is_retried_then_failed_in_review_and_blocks_nothing(
     is retried once per cycle, MAX_ATTEMPTS times, then FAILED with a review item; the others
     are decided in the first cycle."""
     svc = services(tmp_path, database_url)
+    verified(svc)
     good1, _ = pipeline.archive_message(svc, good_mail(1), RECEIVED, "import")
     poison, _ = pipeline.archive_message(
         svc, hostile(["From: x@evil.example", "Subject: gone"]), RECEIVED, "import"
