@@ -297,7 +297,7 @@ def render(console: Any, health: Health) -> None:
 
     colour = "green" if health.healthy else "red"
     verdict = "HEALTHY" if health.healthy else "UNHEALTHY"
-    from intake.display import safe_text
+    from intake.display import fit_columns, safe_text
 
     # the reason and the last error may quote a mail or a server: shown, never interpreted
     console.print(f"[bold {colour}]{verdict}[/] — {safe_text(health.reason)}", highlight=False)
@@ -333,4 +333,5 @@ def render(console: Any, health: Health) -> None:
     ]
     for label, value in rows:
         table.add_row(label, safe_text(value))
+    fit_columns(console, table)  # a label or a word of an error is never cut, at 80 columns too
     console.print(table)
