@@ -87,10 +87,11 @@ def xlsx_value(value: Any) -> Any:
 
 
 def fit_columns(console: Console, table: Table) -> bool:
-    """Fix each column's width so that none is narrower than its longest word (Rich, left to
-    itself, cuts words when the table is too wide) and the table fits the console; the room
-    left is shared in proportion to what each column would need to show its text unwrapped.
-    False, widths untouched, when even the longest words do not fit side by side."""
+    """Fix each column's width so that none is narrower than its longest word, nor a `no_wrap`
+    column than its longest line (Rich, left to itself, cuts words when the table is too wide),
+    and the table fits the console; the room left is shared in proportion to what each column
+    would need to show its text unwrapped. False, widths untouched, when even the longest
+    words do not fit side by side."""
     options = console.options
     _, right, _, left = table.padding
     last = len(table.columns) - 1
@@ -101,8 +102,9 @@ def fit_columns(console: Console, table: Table) -> bool:
     lows, highs = [], []
     for column, pad in zip(table.columns, pads, strict=True):
         cells = [Measurement.get(console, options, cell) for cell in [column.header, *column.cells]]
-        lows.append(max(m.minimum for m in cells) + pad)
-        highs.append(max(max(m.maximum for m in cells) + pad, lows[-1]))
+        highs.append(max(m.maximum for m in cells) + pad)
+        lows.append(highs[-1] if column.no_wrap else max(m.minimum for m in cells) + pad)
+        highs[-1] = max(highs[-1], lows[-1])
     borders = 0
     if table.box is not None:
         borders = last + (2 if table.show_edge else 0)

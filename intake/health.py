@@ -302,7 +302,7 @@ def render(console: Any, health: Health) -> None:
     # the reason and the last error may quote a mail or a server: shown, never interpreted
     console.print(f"[bold {colour}]{verdict}[/] — {safe_text(health.reason)}", highlight=False)
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column()
 
     def when(value: datetime | None) -> str:

@@ -96,7 +96,7 @@ def _table(report: StatusReport, *, compact: bool) -> Table:
         table = Table(show_lines=False, header_style="bold")
     for column in COLUMNS:
         if not (compact and column == "ประเภท"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column == "ชื่อ")  # a name is never wrapped
     for region, group in groupby(report.entities, key=lambda e: e.region_th):
         entities = list(group)
         table.add_section()
