@@ -21,10 +21,24 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from intake.errors import ConfigError, IntakeError, MailboxUnavailable, SmtpUnavailable
 from intake.settings import Settings, load_settings
+
+_typer_display_type = TyperOption.display_type_rich
+
+
+def _flag_shows_as_flag(self: TyperOption, ctx: Any) -> str | None:
+    """Typer's Rich help prints `<bool>` after every flag, `--help` included, as if it took a
+    value (Click's plain help and Typer's own plain path leave flags bare). A flag takes no value,
+    so its help names no type."""
+    if self.is_flag or self.count:
+        return None
+    return _typer_display_type(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_shows_as_flag  # type: ignore[method-assign]
 
 
 class _OneLineErrors(TyperGroup):

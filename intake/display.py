@@ -15,6 +15,10 @@ writes. Two things go wrong without this module:
   and keeps a cell within Excel's 32,767 characters.
 
 Formula injection is a separate guard kept by the writers (cells typed as strings).
+
+`fit_columns` keeps a Rich table readable at 80 columns: Rich wraps a cell only at spaces, and
+when the columns do not fit it narrows them below their longest word and cuts it (`…`). Thai puts
+no space between words, so a cut lands mid-word; a fitted table never cuts a word.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
 
 # C0 controls except TAB and LF (shown as they are in multi-line cells only), DEL, C1 controls,
 # and the bidirectional overrides/isolates that reorder what a terminal draws ("Trojan source").
@@ -77,3 +84,35 @@ def xlsx_text(value: str) -> str:
 def xlsx_value(value: Any) -> Any:
     """`xlsx_text` for strings; numbers, dates and None pass unchanged."""
     return xlsx_text(value) if isinstance(value, str) else value
+
+
+def fit_columns(console: Console, table: Table) -> bool:
+    """Fix each column's width so that none is narrower than its longest word, nor a `no_wrap`
+    column than its longest line (Rich, left to itself, cuts words when the table is too wide),
+    and the table fits the console; the room left is shared in proportion to what each column
+    would need to show its text unwrapped. False, widths untouched, when even the longest
+    words do not fit side by side."""
+    options = console.options
+    _, right, _, left = table.padding
+    last = len(table.columns) - 1
+    pads = [
+        (left if table.pad_edge or i else 0) + (right if table.pad_edge or i < last else 0)
+        for i in range(last + 1)
+    ]
+    lows, highs = [], []
+    for column, pad in zip(table.columns, pads, strict=True):
+        cells = [Measurement.get(console, options, cell) for cell in [column.header, *column.cells]]
+        highs.append(max(m.maximum for m in cells) + pad)
+        lows.append(highs[-1] if column.no_wrap else max(m.minimum for m in cells) + pad)
+        highs[-1] = max(highs[-1], lows[-1])
+    borders = 0
+    if table.box is not None:
+        borders = last + (2 if table.show_edge else 0)
+    room = options.max_width - borders - sum(lows)
+    if room < 0:
+        return False
+    wanted = sum(highs) - sum(lows)
+    for column, pad, low, high in zip(table.columns, pads, lows, highs, strict=True):
+        extra = high - low if wanted <= room else (high - low) * room // wanted
+        column.width = low + extra - pad
+    return True

@@ -297,12 +297,12 @@ def render(console: Any, health: Health) -> None:
 
     colour = "green" if health.healthy else "red"
     verdict = "HEALTHY" if health.healthy else "UNHEALTHY"
-    from intake.display import safe_text
+    from intake.display import fit_columns, safe_text
 
     # the reason and the last error may quote a mail or a server: shown, never interpreted
     console.print(f"[bold {colour}]{verdict}[/] — {safe_text(health.reason)}", highlight=False)
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column()
 
     def when(value: datetime | None) -> str:
@@ -333,4 +333,5 @@ def render(console: Any, health: Health) -> None:
     ]
     for label, value in rows:
         table.add_row(label, safe_text(value))
+    fit_columns(console, table)  # a label or a word of an error is never cut, at 80 columns too
     console.print(table)

@@ -221,6 +221,9 @@ def test_intake_remind_command_dry_run_then_for_real(tmp_path, database_url, ima
     dry = intake("remind", "--dry-run").stdout
     assert "TH-52" in dry and "saraban@lampang.go.th" in dry and "before-3d-2024-01-19" in dry
     assert "จังหวัดลำปาง" in dry and "ยังไม่ส่ง" in dry
+    narrow = IntakeRunner({**env, "COLUMNS": "80"})("remind", "--dry-run").stdout
+    assert "TH-52 จังหวัดลำปาง (ยังไม่ส่ง) → saraban@lampang.go.th · before-3d-2024-01-19" in narrow
+    assert "…" not in narrow  # at 80 columns nothing is cut: one block per reminder
     with engine.connect() as conn:
         assert conn.execute(text("select count(*) from outbox")).scalar_one() == 0
     assert smtp_server.data_attempts == 0

@@ -126,3 +126,79 @@ def test_web_refuses_to_serve_beyond_loopback_without_a_token(env) -> None:  # t
     _, variables = env
     out = run(variables, "web", "--host", "0.0.0.0", code=1).output
     assert "refusing to serve on 0.0.0.0 without a token" in out
+
+
+def _narrow(variables: dict[str, str]) -> dict[str, str]:
+    return {**variables, "COLUMNS": "80"}  # a pipe, a default terminal
+
+
+def _fits(output: str, width: int = 80) -> None:
+    from rich.cells import cell_len
+
+    too_wide = [line for line in output.splitlines() if cell_len(line) > width]
+    assert not too_wide, too_wide
+    assert "…" not in output  # nothing cut with an ellipsis
+
+
+def test_report_table_at_80_columns_shows_every_name_whole(env) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    from intake.reports import KIND_TH
+
+    _, variables = env
+    word = KIND_TH["cluster"]
+    with open("config/senders/clusters.csv", encoding="utf-8") as f:
+        clusters = [row["name_th"] for row in csv.DictReader(f)]
+    assert len(clusters) == 18 and all(name.startswith(word) for name in clusters)
+    entities = json.loads(run(variables, "report", "--format", "json").stdout)["entities"]
+    provinces = [e["name_th"] for e in entities if e["kind"] == "province"]
+
+    wide = run(variables, "report").output
+    for name in clusters:  # a wide console: the full table, each name whole on its line
+        assert sum(f" {name} " in line for line in wide.splitlines()) == 1, name
+    assert "…" not in wide
+
+    table = run(_narrow(variables), "report").output
+    _fits(table)
+    lines = table.splitlines()
+    shown = []
+    for above, line in zip(lines, lines[1:], strict=False):  # a cluster: first word, rest below
+        if above.startswith(word + " "):
+            rest = next(n[len(word) :] for n in clusters if line.startswith(n[len(word) :] + " "))
+            shown.append(word + rest)
+    assert sorted(shown) == sorted(clusters) and len(set(shown)) == 18
+    for name in provinces:  # indented under its cluster, whole
+        assert sum(line.startswith(f"   {name} ") for line in lines) == 1, name
+    assert "รับแล้ว 3" in table and "2567-0001" in table and "intake review" in table
+
+
+def test_review_at_80_columns_prints_each_command_whole_on_its_line(env) -> None:  # type: ignore[no-untyped-def]
+    from intake.review import reason_th
+
+    db, variables = env
+    listing = run(_narrow(variables), "review").output
+    lines = listing.splitlines()
+    for command in (
+        f"intake review assign {db.unknown_form_message} SENDER",
+        "intake review add-address SENDER staff.somchai@gmail.com",
+        f"intake review resend {db.held_outbox}",
+        f"intake review cancel {db.failed_outbox}",
+        "intake review resolve 1 --note …",
+    ):
+        assert f"  {command}" in lines, command
+    commands = [line for line in lines if line.startswith("  intake review ")]
+    assert len(commands) == 12
+    text = [line for line in lines if line not in commands]
+    _fits("\n".join(text))
+    # Thai is not broken inside a word: each reason stands whole on its item's first line
+    for reason in ("unknown_sender", "outbox_unknown", "reply_failed"):
+        assert any(line.endswith(f"— {reason_th(reason)}") for line in text), reason
+
+
+def test_status_at_80_columns_fits(env) -> None:  # type: ignore[no-untyped-def]
+    _, variables = env
+    cli.state.settings, cli.state.config = None, None
+    result = CliRunner().invoke(cli.app, ["status"], env=_narrow(variables))
+    assert result.exit_code == 5, result.output  # no worker has run: unhealthy
+    _fits(result.output)
+    assert any(line.startswith("last successful poll  ") for line in result.output.splitlines())

@@ -28,7 +28,7 @@ def remind(
     svc = _services()
     if dry_run:
         planned = reminders.pending_reminders(svc)
-        console.print(_table(svc, planned))
+        _show(console, svc, planned)
         if not (svc.settings.replies.enabled and svc.settings.reminders.enabled):
             console.print("replies or reminders are disabled: nothing would be queued")
         return
@@ -40,21 +40,32 @@ def remind(
     )
 
 
-def _table(svc: Any, planned: list[Any]) -> Table:
-    from intake.display import safe_text
+def _show(console: Any, svc: Any, planned: list[Any]) -> None:
+    """The dry run as a table; on a console too narrow for it (80 columns, a pipe), where Rich
+    would cut the addresses and the Thai subjects mid-word, one block per reminder instead."""
+    from intake.display import fit_columns, safe_text
     from intake.reminders import render
 
-    table = Table(title=f"reminders due now: {len(planned)} (dry run, nothing queued or sent)")
+    title = f"reminders due now: {len(planned)} (dry run, nothing queued or sent)"
+    table = Table(title=title)
     for column in ("sender", "name", "status", "to", "reminder", "subject"):
         table.add_column(column)
     now = svc.clock.now()
+    rows = []
     for item in planned:
         subject, _, _ = render(svc, item, now)
         contact = item.contact
-        table.add_row(  # addresses and names may come from mail: shown, never interpreted
-            *map(safe_text, (
+        rows.append(  # addresses and names may come from mail: shown, never interpreted
+            [*map(safe_text, (
                 contact.sender_id, contact.title_th, STATUS_TH.get(contact.status, contact.status),
                 item.address, item.slot.key, subject,
-            ))
+            ))]
         )  # fmt: skip
-    return table
+        table.add_row(*rows[-1])
+    if fit_columns(console, table):
+        console.print(table)
+        return
+    console.print(title, highlight=False)
+    for sender, name, status, address, key, subject in rows:
+        console.print(f"{sender} {name} ({status}) → {address} · {key}", highlight=False)
+        console.print(f"  {subject}", highlight=False)

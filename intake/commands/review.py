@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 review_app = typer.Typer(
     help="What waits for a person (unknown senders, unreadable files, failed replies) and the "
@@ -80,8 +79,13 @@ def review_list(ctx: typer.Context) -> None:
 
 
 def render_pending(console: Console, entries: list[Any]) -> None:
-    """The queue as a table. Subjects, addresses and details come from mail: each passes
-    `safe_text` (markup escaped, control characters shown), never printed raw."""
+    """The queue, one block per item, each ending with the commands that settle it.
+
+    Not a table: at 80 columns (a pipe, a default terminal) five columns left a few cells each,
+    and Rich folded Thai mid-word (Thai puts no space between words) and the commands mid-line.
+    Here Rich wraps only at spaces over the whole width, and every command is printed whole on
+    a line of its own, ready to copy. Subjects, addresses and details come from mail: each
+    passes `safe_text` (markup escaped, control characters shown), never printed raw."""
     from intake.display import safe_text as t
     from intake.review import OUTBOX_STATE_TH, reason_th
     from intake.thai import format_thai_datetime
@@ -89,17 +93,18 @@ def render_pending(console: Console, entries: list[Any]) -> None:
     if not entries:
         console.print("[green]ไม่มีรายการรอตรวจสอบ[/]")
         return
-    table = Table(title=f"รายการรอตรวจสอบ {len(entries)} รายการ", show_lines=True)
-    for column in ("ลำดับ", "เรื่อง", "อีเมล / ตอบกลับ", "รายละเอียด", "คำสั่งที่ใช้ได้"):
-        table.add_column(column, overflow="fold")
+    console.print(f"[bold]รายการรอตรวจสอบ {len(entries)} รายการ[/]", highlight=False)
     for e in entries:
-        mail = ""
+        lines = [f"[bold]รายการที่ {e.id}[/] — {t(reason_th(e.reason))}"]
         if e.message_id is not None:
             when = format_thai_datetime(e.received_at) if e.received_at else ""
-            mail = f"#{e.message_id} {t(e.from_address or '-')}\n{t(e.subject or '')}\n{when}"
+            lines.append(f"อีเมล #{e.message_id} จาก {t(e.from_address or '-')} {when}".rstrip())
+            lines.append(f"เรื่อง: {t(e.subject or '')}")
         if e.outbox_id is not None:
             state = OUTBOX_STATE_TH.get(e.outbox_state or "", e.outbox_state)
-            mail += f"\nตอบกลับ #{e.outbox_id} ถึง {t(e.outbox_to)} ({t(state)})"
+            lines.append(f"ตอบกลับ #{e.outbox_id} ถึง {t(e.outbox_to)} ({t(state)})")
+        if e.detail:
+            lines.append(f"รายละเอียด: {t(e.detail, multiline=True)}")
         hints = []
         if e.submission_id is not None and e.reason in ("unverified_sender", "unverified_pending"):
             hints += [f"confirm {e.submission_id}", f"reject {e.submission_id} --note …"]
@@ -112,9 +117,12 @@ def render_pending(console: Console, entries: list[Any]) -> None:
         if e.outbox_state in {"held", "failed"}:
             hints += [f"resend {e.outbox_id}", f"cancel {e.outbox_id}"]
         hints += [f"resolve {e.id} --note …"]
-        detail = t(e.detail, multiline=True)
-        table.add_row(str(e.id), t(reason_th(e.reason)), mail.strip(), detail, "\n".join(hints))
-    console.print(table)
+        console.print()
+        for line in lines:
+            console.print(line, highlight=False)
+        console.print("คำสั่งที่ใช้ได้:", highlight=False)
+        for hint in hints:  # whole, however narrow the console: a command cut in two fails
+            console.print(f"  intake review {hint}", highlight=False, soft_wrap=True)
 
 
 @review_app.command("assign")
