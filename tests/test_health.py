@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import logging
 import threading
@@ -195,7 +197,16 @@ def test_the_daily_summary_key_is_the_date_its_mail_speaks_of(tmp_path, imap_use
         tmp_path, imap, smtp_server.smtp_settings(), coordinator_address="coordinator@moi.example"
     )
     assert queue_daily_summary(open_services(settings)) is True
-    [(key, subject)] = rows(
-        settings.effective_database_url, "select dedupe_key, subject from outbox where kind = 'summary'"
+    [(key, subject, raw)] = rows(
+        settings.effective_database_url,
+        "select dedupe_key, subject, raw from outbox where kind = 'summary'",
     )
     assert key == "summary:2024-01-20" and "20 มกราคม 2567" in subject
+    # no roster address yet: the coordinator reads that no reminder reaches anyone, and the fix
+    text = (
+        email.message_from_bytes(bytes(raw), policy=email.policy.default)
+        .get_body(preferencelist=("plain",))
+        .get_content()
+    )
+    assert "หน่วยที่ยังไม่มีอีเมลที่ยืนยันแล้ว 94 หน่วย" in text
+    assert "senders/addresses.csv" in text and "intake review add-address SENDER ADDRESS" in text
