@@ -1153,6 +1153,6 @@ def addresses_seen_by_sender(session: Session) -> dict[str, list[str]]:
         .order_by(Submission.id)
     ):
         known = seen.setdefault(sender_id, [])
-        if address.lower() not in known:
+        if address and address.lower() not in known:
             known.append(address.lower())
     return seen
