@@ -36,6 +36,7 @@ def check() -> None:
         f"{len(missing)} of {expected} expected senders have no verified address "
         "(reminders cannot reach them):",
         highlight=False,
+        soft_wrap=True,
     )
     for item in missing:
         console.print(f"  {safe_text(item.sender_id)}  {safe_text(item.title_th)}", highlight=False)
