@@ -53,6 +53,7 @@ class Health:
     review_open: int = 0
     lease_holder: str | None = None
     lease_expires_at: datetime | None = None
+    unverified_senders: int = 0  # expected senders no reminder can reach (`intake roster check`)
 
 
 def assess(
@@ -87,6 +88,7 @@ def collect(factory: sessionmaker[Session], settings: Settings, now: datetime) -
         lease = queries.get_lease(session, LEASE_NAME)
         outbox = queries.outbox_counts(session)
         review = queries.open_review_count(session)
+        unverified = len(queries.unverified_expected_senders(session))
         values: dict[str, Any] = {}
         if status is not None:
             values = {
@@ -118,6 +120,7 @@ def collect(factory: sessionmaker[Session], settings: Settings, now: datetime) -
         alert_after=alert_after,
         outbox=outbox,
         review_open=review,
+        unverified_senders=unverified,
         **values,
         **lease_values,
     )

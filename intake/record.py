@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from intake import message as mail
@@ -499,12 +499,18 @@ def handle_no_form(
                 else "unknown_sender"
             )
         )
+        detail = "; ".join(p.message_th for p in problems)
         queries.add_review(
             session,
             reason,
-            "; ".join(p.message_th for p in problems)[:1000],
+            QUESTION_TH if _is_question(reading) else detail[:1000],
             message_id=ctx.message_id,
         )
+    if _is_question(reading):  # not a sender who forgot the file: nothing to correct
+        to = (ctx.parsed.from_address or "").strip().lower()
+        if not _question_answered(session, to):
+            queue_reply(ctx, "notice", None, [], None, None, notice="question")
+        return
     entry = ctx.svc.roster.by_id.get(sender_id) if sender_id else None
     if entry is not None and not entry.expected:  # no correction: that would promise a look
         queries.add_review(
@@ -524,6 +530,34 @@ def handle_no_form(
         None,
         sender_id=sender_id,
         notice=notice,
+    )
+
+
+QUESTION_TH = "อีเมลไม่มีไฟล์แนบจากผู้ที่ไม่อยู่ในรายชื่อผู้ส่ง (อาจเป็นคำถาม) รอเจ้าหน้าที่ตอบ"
+
+
+def _is_question(reading: Reading) -> bool:
+    """No file at all, from no expected sender (not even an ambiguous one): a question from the
+    public. Asking it to "correct" and attach a form it never had would be wrong; a person
+    answers it, and the sender is told so once."""
+    match = reading.message_match
+    return match.sender_id is None and match.reason != "ambiguous" and not reading.unreadable
+
+
+def _question_answered(session: Session, to: str) -> bool:
+    """Whether this address already got the question notice (at most one per address: a second
+    question is for the person who answers, not for another automatic mail). Its key is
+    `reply:<message>:-:-:notice`: no sender, no file (every other notice names a sender)."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Outbox.to_address == to,
+                    Outbox.kind == "notice",
+                    Outbox.dedupe_key.like("reply:%:-:-:notice"),
+                )
+            )
+        )
     )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +36,7 @@ from sqlalchemy.orm import Session
 from intake.clock import BANGKOK, as_utc
 from intake.forms.model import Problem
 from intake.replies import ReminderData, build_mime, new_message_id, sender_title
-from intake.settings import RemindersSettings
+from intake.settings import RemindersSettings, Settings
 from storage import queries
 from storage.models import Message, Outbox, OutboxState
 from storage.session import session_scope
@@ -208,6 +209,57 @@ def _problem(row: Any) -> Problem:
         column=row.column,
         cell=row.cell,
         table=getattr(row, "table_no", None),
+    )
+
+
+# --- who cannot be reached --------------------------------------------------------------------------
+
+# How a coordinator gives a sender an address (the roster file is read at every start).
+ADD_ADDRESS_COMMAND = "intake review add-address SENDER ADDRESS"
+
+
+@dataclass(frozen=True)
+class Unverified:
+    """An expected sender with no verified address (`intake roster check`)."""
+
+    sender_id: str
+    title_th: str
+    seen: tuple[str, ...] = ()  # From addresses of its mails: suggestions, never used unasked
+
+
+def addresses_csv(settings: Settings) -> Path:
+    """The roster's address file in force (`config_dir`, see `intake config`)."""
+    return settings.config_dir / "senders" / "addresses.csv"
+
+
+def unverified_senders(session: Session, own: frozenset[str] = frozenset()) -> list[Unverified]:
+    """Expected senders without a verified address, each with the addresses seen in its mail.
+
+    Verified means the roster file, the coordinator, or a form the coordinator confirmed
+    (issue 11): a reminder goes nowhere else, except as an answer to a version needing
+    correction. Our own addresses are never suggested."""
+    seen = queries.addresses_seen_by_sender(session)
+    return [
+        Unverified(
+            sender_id,
+            sender_title(kind, name_th),
+            tuple(a for a in seen.get(sender_id, ()) if "@" in a and a not in own),
+        )
+        for sender_id, kind, name_th in queries.unverified_expected_senders(session)
+    ]
+
+
+def unreachable_text(settings: Settings, unverified: int, unreachable: int | None = None) -> str:
+    """One plain line for the commands: how many cannot be reached and how to fix it."""
+    cannot = (
+        f"{unreachable} senders still owing a form have no address and get no reminder; "
+        if unreachable is not None
+        else ""
+    )
+    return (
+        f"{cannot}{unverified} expected senders have no verified address: add them to "
+        f"{addresses_csv(settings)} or run `{ADD_ADDRESS_COMMAND}` "
+        "(`intake roster check` lists them, with addresses seen in their mail)"
     )
 
 

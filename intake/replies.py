@@ -87,7 +87,7 @@ class ReplyData:
     problems: list[Problem] = field(default_factory=list)
     filename: str | None = None
     form_read: bool = True  # False: no readable form at all (say what to send instead)
-    notice: str | None = None  # kind "notice": unexpected | awaiting | copy (intake/record.py)
+    notice: str | None = None  # kind "notice": unexpected | awaiting | copy | question (record.py)
     from_address: str = ""  # who sent the mail answered (a `copy` notice names it)
     provisional: bool = False  # the form came from an address not yet verified for its sender
 

@@ -92,6 +92,7 @@ class Dashboard:
     regions: list[tuple[str, list[ClusterCard]]]
     countdown: Countdown
     percent: int
+    unverified: int = 0  # expected senders without a verified address: no reminder reaches them
 
     @property
     def summary(self) -> dict[str, int]:
@@ -113,7 +114,7 @@ def short_name(name: str) -> str:
     return SHORT_NAMES.get(name, name)
 
 
-def dashboard(report: StatusReport) -> Dashboard:
+def dashboard(report: StatusReport, unverified: int = 0) -> Dashboard:
     by_id = {e.id: e for e in report.entities}
     clusters = {e.id: e.name_th for e in report.entities if e.kind == "cluster"}
     tiles = []
@@ -144,7 +145,7 @@ def dashboard(report: StatusReport) -> Dashboard:
     summary = report.summary
     percent = round(100 * summary["accepted"] / summary["expected"]) if summary["expected"] else 0
     return Dashboard(
-        report, tiles, regions, countdown(report.deadline, report.generated_at), percent
+        report, tiles, regions, countdown(report.deadline, report.generated_at), percent, unverified
     )
 
 

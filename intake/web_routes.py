@@ -22,6 +22,7 @@ from intake.web import (
     safe_next,
     xlsx_response,
 )
+from storage import queries
 from storage import review_queries as rq
 from storage.session import session_scope
 
@@ -31,8 +32,14 @@ TEMPLATE_NAME = "แบบฟอร์มข้อมูลการยกระ
 def routes(web: Web) -> list[Route]:
     svc = web.svc
 
+    def _board() -> web_model.Dashboard:
+        report = report_now(svc)
+        with session_scope(svc.factory) as session:
+            unverified = len(queries.unverified_expected_senders(session))
+        return web_model.dashboard(report, unverified)
+
     async def index(request: Request) -> Response:
-        board = await run_in_threadpool(lambda: web_model.dashboard(report_now(svc)))
+        board = await run_in_threadpool(_board)
         qr = web_model.qr_svg(web.template_url())
         return web.render(
             request, "index.html", board=board, qr=qr, template_url=web.template_url(),

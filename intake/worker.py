@@ -298,7 +298,7 @@ class Worker:
         from intake.summary import queue_daily_summary
 
         if self._still_ours():
-            self._safely("summary", lambda: queue_daily_summary(self.svc, real_now()))
+            self._safely("summary", lambda: queue_daily_summary(self.svc))
 
     def _safely(self, job: str, action: Any) -> None:
         try:

@@ -1124,3 +1124,35 @@ def submission_problems(session: Session, submission_id: int, severity: str = "e
             .order_by(Problem.id)
         )
     )
+
+
+def unverified_expected_senders(session: Session) -> list[tuple[str, str, str]]:
+    """(id, kind, name_th) of every expected sender with no verified address that has not
+    bounced: no reminder or notice can reach it unless it writes first."""
+    verified = exists().where(
+        SenderAddress.sender_id == Sender.id,
+        SenderAddress.source.in_(VERIFIED_SOURCES),
+        SenderAddress.bounced_at.is_(None),
+    )
+    rows = session.execute(
+        select(Sender.id, Sender.kind, Sender.name_th)
+        .where(Sender.expected.is_(True), ~verified)
+        .order_by(Sender.sort_key, Sender.id)
+    )
+    return [(sid, getattr(kind, "value", str(kind)), name) for sid, kind, name in rows]
+
+
+def addresses_seen_by_sender(session: Session) -> dict[str, list[str]]:
+    """The From addresses of the mails each sender's versions came from, oldest first: what a
+    coordinator may confirm by hand (`intake roster check`), never used by themselves."""
+    seen: dict[str, list[str]] = {}
+    for sender_id, address in session.execute(
+        select(Submission.sender_id, Message.from_address)
+        .join(Message, Message.id == Submission.message_id)
+        .where(Message.from_address.is_not(None))
+        .order_by(Submission.id)
+    ):
+        known = seen.setdefault(sender_id, [])
+        if address and address.lower() not in known:
+            known.append(address.lower())
+    return seen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import logging
 import threading
@@ -11,6 +13,7 @@ import pytest
 
 from intake import health
 from intake.bootstrap import open_services
+from intake.clock import Clock
 from intake.settings import load_settings
 from intake.summary import queue_daily_summary
 from intake.worker import EXIT_WEDGED, Worker
@@ -141,8 +144,10 @@ def test_the_daily_summary_goes_to_the_coordinator_once_a_day(
     run_cycle(svc)
     before = len(smtp_server.messages)
     morning = datetime(2024, 1, 20, 1, 0, tzinfo=UTC)  # 08:00 in Bangkok
-    assert queue_daily_summary(svc, morning) is configured
-    assert queue_daily_summary(svc, morning + timedelta(hours=3)) is False  # same day
+    svc.clock = Clock(morning)  # the service's clock (INTAKE_NOW) decides the day, not the real one
+    assert queue_daily_summary(svc) is configured
+    svc.clock = Clock(morning + timedelta(hours=3))
+    assert queue_daily_summary(svc) is False  # same day
     summaries = smtp_server.messages[before:]
     if not configured:
         assert summaries == []
@@ -155,7 +160,8 @@ def test_the_daily_summary_goes_to_the_coordinator_once_a_day(
     assert "รับแล้ว 3 หน่วย" in text and "รอแก้ไข 1 หน่วย" in text and "ยังไม่ส่ง 90 หน่วย" in text
     assert "แม่ฮ่องสอน" in text  # a missing province, by name
     assert "curious@gmail.com" in text  # what waits for review
-    assert queue_daily_summary(svc, morning + timedelta(days=1)) is True  # the next day
+    svc.clock = Clock(morning + timedelta(days=1))
+    assert queue_daily_summary(svc) is True  # the next day
 
 
 def test_every_job_coalesces_runs_alone_and_has_an_explicit_misfire_grace():
@@ -182,3 +188,25 @@ def test_every_job_coalesces_runs_alone_and_has_an_explicit_misfire_grace():
     assert str(jobs["summary"].trigger.fields[5]) == "7"  # hour, Bangkok
     no_coordinator = build_scheduler(Jobs(), load_settings("none.toml"))
     assert "summary" not in {job.id for job in no_coordinator.get_jobs()}
+
+
+def test_the_daily_summary_key_is_the_date_its_mail_speaks_of(tmp_path, imap_user, smtp_server):
+    """Under INTAKE_NOW (the demo's 20 January 2024) the dedupe key names that day, not today."""
+    imap, _ = imap_user
+    settings = _settings(
+        tmp_path, imap, smtp_server.smtp_settings(), coordinator_address="coordinator@moi.example"
+    )
+    assert queue_daily_summary(open_services(settings)) is True
+    [(key, subject, raw)] = rows(
+        settings.effective_database_url,
+        "select dedupe_key, subject, raw from outbox where kind = 'summary'",
+    )
+    assert key == "summary:2024-01-20" and "20 มกราคม 2567" in subject
+    # no roster address yet: the coordinator reads that no reminder reaches anyone, and the fix
+    text = (
+        email.message_from_bytes(bytes(raw), policy=email.policy.default)
+        .get_body(preferencelist=("plain",))
+        .get_content()
+    )
+    assert "หน่วยที่ยังไม่มีอีเมลที่ยืนยันแล้ว 94 หน่วย" in text
+    assert "senders/addresses.csv" in text and "intake review add-address SENDER ADDRESS" in text

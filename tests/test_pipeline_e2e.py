@@ -169,7 +169,7 @@ def test_poll_once_end_to_end_and_a_second_run_changes_nothing(env):
         assert (r"\Seen" in flags) == (name == "lamphun"), name
     assert len(user.uids()) == 5
 
-    # replies: ack x3 (Chiang Mai, Chiang Rai, its cluster), corrections x2, nothing to the robot
+    # replies: ack x3 (Chiang Mai, Chiang Rai, its cluster), a correction, a notice, none to the robot
     kinds = sorted(
         (m.message["X-Intake-Kind"], m.rcpt_tos[0]) for m in smtp.messages
     )
@@ -177,8 +177,8 @@ def test_poll_once_end_to_end_and_a_second_run_changes_nothing(env):
         ("acknowledgement", "saraban@chiangmai.go.th"),
         ("acknowledgement", "saraban@chiangrai.go.th"),
         ("acknowledgement", "saraban@chiangrai.go.th"),
-        ("correction", "curious@gmail.com"),
         ("correction", "lamphun.office@gmail.com"),
+        ("notice", "curious@gmail.com"),  # a question: nothing to correct, a person answers
     ]
     ack = next(m.message for m in smtp.messages if m.rcpt_tos == ["saraban@chiangmai.go.th"])
     assert ack["Auto-Submitted"] == "auto-replied"

@@ -189,8 +189,28 @@ def test_unknown_sender_is_addressed_without_a_name():
     _, text, _ = renderer.render(_reply(kind="correction", sender_name=None, receipt=None,
                                         problems=[problem]))
     assert text.startswith("เรียน ผู้ประสานงาน\n")
-    assert "ข้อมูลของหน่วยงานของท่านได้" in text and "None" not in text
+    assert "ข้อมูลของหน่วยงานของท่าน ได้" in text and "None" not in text
     assert "ไม่พบชื่อ — เซลล์ C3" in text
+
+
+CLUSTER_2 = "กลุ่มจังหวัดภาคเหนือตอนบน 2"
+GLUED = re.compile(r"[0-9][\u0e01-\u0e4f]")  # an Arabic digit run into a Thai word
+
+
+def test_a_name_ending_in_a_digit_is_not_glued_to_the_next_word():
+    renderer = Renderer(CONFIG_DIR / "templates")
+    _, text, html = renderer.render(_reply(sender_name=CLUSTER_2))
+    assert f"แบบฟอร์มข้อมูลของ{CLUSTER_2} ไว้เรียบร้อยแล้ว" in text
+    assert f"ของ{CLUSTER_2} ไว้เรียบร้อยแล้ว" in html
+    variants = [
+        {}, {"resend_of_version": 2}, {"provisional": True},
+        {"kind": "correction"}, {"kind": "correction", "form_read": False},
+        *({"kind": "notice", "notice": n} for n in ("unexpected", "awaiting", "copy", "question")),
+    ]  # fmt: skip
+    for variant in variants:
+        subject, text, html = renderer.render(_reply(sender_name=CLUSTER_2, **variant))
+        for rendered in (subject, text, html):
+            assert not GLUED.search(rendered), (variant, GLUED.search(rendered))
 
 
 def test_subject_keeps_the_original_and_never_stacks_tags():

@@ -370,3 +370,14 @@ def test_intake_web_refuses_a_short_token_beyond_loopback(tmp_path: Path) -> Non
     assert proc.returncode == 1
     shown = " ".join(proc.stderr.split())  # Rich wraps the line
     assert "web.token (INTAKE_WEB__TOKEN) has 9 non-space characters" in shown
+
+
+def test_the_page_says_how_many_senders_no_reminder_can_reach(db: Seeded) -> None:
+    from storage import queries
+
+    with session_scope(db.svc.factory) as session:
+        unverified = len(queries.unverified_expected_senders(session))
+    page = _client(db).get("/").text
+    assert 0 < unverified < 94
+    assert f"ยังไม่มีอีเมลที่ยืนยันแล้ว {unverified} หน่วย" in page
+    assert "senders/addresses.csv" in page and "intake review add-address SENDER ADDRESS" in page

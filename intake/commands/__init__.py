@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import typer
 
-from intake.commands import auth, export, init_config, reminders, review, web, worker
+from intake.commands import auth, export, init_config, reminders, review, roster, web, worker
 
-MODULES = (worker, reminders, review, export, web, init_config, auth)
+MODULES = (worker, reminders, review, export, web, init_config, auth, roster)
 
 
 def register_all(app: typer.Typer) -> None:

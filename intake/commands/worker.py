@@ -71,5 +71,11 @@ def status(
         cli.console.print_json(json.dumps(health.to_json(result), ensure_ascii=False))
     else:
         health.render(cli.console, result)
+        if result.unverified_senders:  # not a health matter, but what stops reminders
+            from intake.display import safe_text
+            from intake.reminders import unreachable_text
+
+            line = unreachable_text(settings, result.unverified_senders)
+            cli.console.print(safe_text(line), highlight=False, soft_wrap=True)
     if not result.healthy:
         raise typer.Exit(cli.EXIT_UNHEALTHY)
