@@ -23,7 +23,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from typer.core import TyperGroup, TyperOption
 
-from intake.errors import ConfigError, IntakeError, MailboxUnavailable, SmtpUnavailable
+from intake.errors import (
+    ConfigError,
+    IntakeError,
+    LeaseBusy,
+    MailboxUnavailable,
+    SmtpUnavailable,
+)
 from intake.settings import Settings, load_settings
 
 _typer_display_type = TyperOption.display_type_rich
@@ -154,8 +160,6 @@ def _fail(code: int, message: str) -> None:
 def _known_failure(exc: BaseException) -> tuple[int, str] | None:
     """(exit code, message) for a failure a person can fix; None for a bug."""
     from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
-
-    from intake.cycle import LeaseBusy
 
     if isinstance(exc, LeaseBusy):
         return EXIT_LEASE, f"{exc}; `intake status` shows it"
@@ -298,7 +302,7 @@ def poll(
 
     from rich.markup import escape
 
-    from intake.cycle import LeaseBusy, poll_with_lease
+    from intake.cycle import poll_with_lease
 
     svc = _guarded_services()
     for handler in logging.getLogger().handlers:

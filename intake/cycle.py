@@ -18,9 +18,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 
-from intake.errors import IntakeError, MailboxUnavailable, OAuthRevoked
+from intake.errors import LeaseBusy, MailboxUnavailable, OAuthRevoked
 from intake.lease import LEASE_NAME, Lease, real_now
 from intake.logs import event
 from intake.pipeline import CycleReport, Progress, Services, poll_once
@@ -35,15 +34,6 @@ LOG_PAGE = 500  # messages per read when logging what a cycle handled
 
 class CycleInterrupted(Exception):
     """A stop was requested: the cycle ended at a message boundary."""
-
-
-class LeaseBusy(IntakeError):
-    """Another worker holds the lease (and kept it for as long as we were willing to wait)."""
-
-    def __init__(self, holder: str, expires_at: datetime | None) -> None:
-        self.holder, self.expires_at = holder, expires_at
-        until = f" until {expires_at:%Y-%m-%d %H:%M:%S} UTC" if expires_at else ""
-        super().__init__(f"another worker ({holder}) holds the lease{until}")
 
 
 @dataclass(frozen=True)

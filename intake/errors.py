@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class IntakeError(Exception):
     """Base of every error this service raises on purpose."""
@@ -9,6 +11,16 @@ class IntakeError(Exception):
 
 class ConfigError(IntakeError):
     """A setting or a config file is wrong; fix it and run again."""
+
+
+class LeaseBusy(IntakeError):
+    """Another worker holds the lease (and kept it for as long as we were willing to wait).
+    Here, not in intake.cycle, so the CLI maps it to its exit code without loading the pipeline."""
+
+    def __init__(self, holder: str, expires_at: datetime | None) -> None:
+        self.holder, self.expires_at = holder, expires_at
+        until = f" until {expires_at:%Y-%m-%d %H:%M:%S} UTC" if expires_at else ""
+        super().__init__(f"another worker ({holder}) holds the lease{until}")
 
 
 class MailboxUnavailable(IntakeError):
