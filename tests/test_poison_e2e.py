@@ -9,12 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from intake.pipeline import MAX_ATTEMPTS
 from tests.forms.builders import filled_form_bytes
 from tests.intake_env import IntakeRunner, settings_env
 from tests.mime_builders import build_submission
+from tests.worker_env import rows
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ON_TIME = datetime.fromisoformat("2024-01-19T10:00:00+07:00")
@@ -31,15 +31,6 @@ def env(tmp_path, database_url, imap_user, smtp_server):
     imap, user = imap_user
     runner = IntakeRunner(settings_env(tmp_path, database_url, imap, smtp_server.smtp_settings()))
     return runner, user, smtp_server, database_url, tmp_path
-
-
-def rows(url: str, sql: str) -> list[tuple]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
 
 
 def good(n: int, province: str, sender: str, **kw) -> bytes:  # type: ignore[no-untyped-def]

@@ -10,11 +10,11 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.intake_env import IntakeRunner, settings_env
 from tests.mime_builders import build_submission
 from tests.replies_env import invalid_form, valid_form
+from tests.worker_env import rows as _rows
 
 QUESTION_FROM = "curious@gmail.com"
 
@@ -38,15 +38,6 @@ def _eml(tmp: Path, n: int, sender: str, subject: str, body: str, attachments=()
     path = tmp / f"{n}.eml"
     path.write_bytes(raw)
     return str(path)
-
-
-def _rows(url: str, sql: str) -> list[tuple]:  # type: ignore[type-arg]
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
 
 
 def _body(raw: bytes) -> str:

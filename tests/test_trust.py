@@ -38,6 +38,7 @@ from tests.replies_env import (
     valid_form,
 )
 from tests.replies_env import mail as province_mail
+from tests.worker_env import rows as _rows
 
 CM = "saraban@chiangmai.go.th"
 ATTACKER = "attacker@evil.example"
@@ -350,17 +351,6 @@ def test_every_mail_kind_is_one_of_the_contract(harness):
 
 
 # --- helpers -------------------------------------------------------------------------------------------
-
-
-def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
 
 
 def _report(h: Harness) -> dict[str, Any]:
