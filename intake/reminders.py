@@ -250,17 +250,18 @@ def unverified_senders(session: Session, own: frozenset[str] = frozenset()) -> l
 
 
 def unreachable_text(settings: Settings, unverified: int, unreachable: int | None = None) -> str:
-    """One plain line for the commands: how many cannot be reached and how to fix it."""
-    cannot = (
-        f"{unreachable} senders still owing a form have no address and get no reminder; "
-        if unreachable is not None
-        else ""
-    )
-    return (
-        f"{cannot}{unverified} expected senders have no verified address: add them to "
-        f"{addresses_csv(settings)} or run `{ADD_ADDRESS_COMMAND}` "
-        "(`intake roster check` lists them, with addresses seen in their mail)"
-    )
+    """Short lines for the commands: how many cannot be reached and how to fix it (each line
+    fits 80 columns but for a long path; the command is never broken)."""
+    lines = []
+    if unreachable is not None:
+        lines.append(f"{unreachable} senders still owing a form have no address and get no reminder.")
+    lines += [
+        f"{unverified} expected senders have no verified address. Add them to",
+        f"  {addresses_csv(settings)}",
+        f"or run `{ADD_ADDRESS_COMMAND}`;",
+        "`intake roster check` lists them, with addresses seen in their mail.",
+    ]
+    return "\n".join(lines)
 
 
 # --- queueing --------------------------------------------------------------------------------------

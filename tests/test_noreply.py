@@ -148,17 +148,20 @@ def test_a_bounce_of_mail_we_never_sent_flags_nothing(harness):
 
 
 def test_the_cap_stops_a_loop_the_rules_missed(harness):
-    """A robot that marks nothing: each of its mails would get a reply; the sixth in 24 h waits."""
+    """A robot that marks nothing: each of its mails would get a reply; the sixth in 24 h waits.
+    Its mails carry a file (a scan: a correction each time); a mail with nothing attached from a
+    stranger is a question, which gets one notice per address, loop or not."""
     h = harness
     robot = "auto.responder@example.org"
+    scan = [("scan.pdf", b"%PDF-1.4\n% a scan\n", "application/pdf")]
     for n in range(6):
-        h.user.append(province_mail(100 + n, robot, f"Re: ส่งข้อมูล ({n})"), ON_TIME)
+        h.user.append(province_mail(100 + n, robot, f"Re: ส่งข้อมูล ({n})", scan), ON_TIME)
     h.poll()
     states = [s for (s,) in h.rows("select state from outbox order by id")]
     assert states == ["sent"] * 5 + ["held"]
     assert len(h.smtp.messages) == 5
     assert h.review_reasons() == ["unknown_sender"] * 6 + ["reply_cap"]
     # a day later the cap has room again
-    h.user.append(province_mail(200, robot, "Re: ส่งข้อมูล (อีกครั้ง)"), ON_TIME)
+    h.user.append(province_mail(200, robot, "Re: ส่งข้อมูล (อีกครั้ง)", scan), ON_TIME)
     h.poll("2024-01-21T10:30:00+07:00")
     assert len(h.smtp.messages) == 6

@@ -55,7 +55,7 @@ def _say_unreachable(svc: Any) -> None:
     owing = sum(1 for c in contacts if c.status != "accepted" and not c.addresses)
     if unverified or owing:
         line = reminders.unreachable_text(svc.settings, unverified, owing)
-        console.print(safe_text(line), highlight=False, soft_wrap=True)
+        console.print(safe_text(line, multiline=True), highlight=False, soft_wrap=True)
 
 
 def _show(console: Any, svc: Any, planned: list[Any]) -> None:

@@ -76,6 +76,6 @@ def status(
             from intake.reminders import unreachable_text
 
             line = unreachable_text(settings, result.unverified_senders)
-            cli.console.print(safe_text(line), highlight=False, soft_wrap=True)
+            cli.console.print(safe_text(line, multiline=True), highlight=False, soft_wrap=True)
     if not result.healthy:
         raise typer.Exit(cli.EXIT_UNHEALTHY)
