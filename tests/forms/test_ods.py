@@ -4,12 +4,14 @@ saved from, and a hostile .ods is counted and refused before python-calamine all
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from intake.forms import read_forms, sources
 from intake.forms.spec import FormSpec
-from tests.forms.bombs import ods_bytes, ods_cell, ods_repeat_bomb
+from tests.forms.bombs import ODS_MIMETYPE, ods_bytes, ods_cell, ods_repeat_bomb
 from tests.forms.builders import (
     default_spec,
     expected_records,
@@ -18,6 +20,8 @@ from tests.forms.builders import (
 )
 from tests.forms.test_hostile import bounded
 from tests.forms.test_template import _template
+from tests.intake_env import IntakeRunner, settings_env
+from tests.mime_builders import build_submission
 
 ROW, END = "<table:table-row>", "</table:table-row>"
 
@@ -166,3 +170,22 @@ def test_content_xml_is_bounded_by_its_size_before_anything_parses_it() -> None:
 def test_encrypted_or_unsafe_ods(data: bytes, code: str) -> None:
     (result,) = read_forms("f.ods", "ods", data, default_spec())
     assert [p.code for p in result.problems] == [code]
+
+
+def test_intake_import_accepts_the_form_saved_as_ods(
+    saved_as_ods: dict[str, bytes], tmp_path: Path, database_url: str, smtp_server: Any
+) -> None:
+    """End to end: the .ods attached to a mail is read, accepted and answered like an .xlsx."""
+    intake = IntakeRunner(settings_env(tmp_path, database_url, smtp=smtp_server.smtp_settings()))
+    intake("db", "upgrade")
+    raw = build_submission(
+        attachments=[("แบบฟอร์ม.ods", saved_as_ods["filled"], ODS_MIMETYPE)],
+        message_id="<ods-1@chiangmai.example>",
+        date="Fri, 19 Jan 2024 10:00:00 +0700",
+    )
+    (tmp_path / "1.eml").write_bytes(raw)
+    intake("import", str(tmp_path / "1.eml"))
+    chiangmai = next(e for e in intake.report()["entities"] if e["id"] == "TH-50")
+    assert chiangmai["status"] == "accepted", chiangmai
+    (reply,) = smtp_server.messages
+    assert reply.message["X-Intake-Kind"] == "acknowledgement"
