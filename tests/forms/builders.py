@@ -380,7 +380,7 @@ def libreoffice_convert(files: dict[str, bytes], to: str, root: Path) -> dict[st
     soffice = shutil.which("soffice")
     assert soffice, "LibreOffice (soffice) is missing: .ci/run installs libreoffice-calc-nogui"
     source = root / "in"
-    source.mkdir()
+    source.mkdir(parents=True)
     for name, data in files.items():
         (source / f"{name}.xlsx").write_bytes(data)
     done = subprocess.run(
