@@ -13,13 +13,12 @@ bytes it parses were bounded by `sources._check_zip` (content.xml is a part read
 
 The same pass finds formulas saved without a result (`table:formula` and no value type: a tool
 that does not calculate wrote them), which calamine cannot report; they become `Uncalculated`
-cells exactly as in the .xlsx readers. Values are given as the .xlsx readers give them (whole
-numbers as int, dates as datetime, empty cells as None), so one parser reads both formats.
+cells exactly as in the .xlsx readers. Values are given as the .xlsx readers give them
+(`calamine.value`), so one parser reads both formats.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any
 
 from lxml import etree
 
-from intake.forms import xlsx
+from intake.forms import calamine, xlsx
 from intake.forms.spec import Limits
 
 TABLE = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
@@ -46,7 +45,6 @@ _FORMULA = f"{{{TABLE}}}formula"
 _VALUE_TYPE = f"{{{OFFICE}}}value-type"
 _NAME = f"{{{TABLE}}}name"
 _BEYOND = "เกินขีดจำกัดที่ระบบอ่านได้"
-_EXACT_FLOAT = 2**53  # floats up to here hold whole numbers exactly
 
 
 class Unreadable(Exception):
@@ -212,20 +210,8 @@ def read(data: bytes, scans: list[SheetScan]) -> Iterator[tuple[str, list[list[A
                 continue
             sheet = book.get_sheet_by_name(name)
             rows = sheet.to_python(skip_empty_area=False, nrows=scanned.rows)
-            yield name, [[_value(v) for v in row[: scanned.columns]] for row in rows]
+            yield name, [[calamine.value(v) for v in row[: scanned.columns]] for row in rows]
     except python_calamine.CalamineError as exc:
         raise Unreadable(str(exc)[:80]) from exc
     finally:
         book.close()
-
-
-def _value(value: Any) -> Any:
-    """calamine's value as the .xlsx readers give it: "" is an empty cell, a whole float an
-    int (openpyxl reads "2" as 2), a date a datetime at midnight."""
-    if value == "" and isinstance(value, str):
-        return None
-    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT:
-        return int(value)
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return dt.datetime(value.year, value.month, value.day)
-    return value
