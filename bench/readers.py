@@ -5,8 +5,10 @@
 Per form (the six bench forms of `common.base_forms`, 30-60 KB, 400-600 rows), the median of
 `--repeat` reads, in one process, warm:
 
-- `intake_xlsx`: `sources.open_source` as the service calls it (zip checks, the one-pass lxml
-  reader `xlsx.py`, formulas without a result from the same pass);
+- `intake_xlsx_onepass`: the reader before issue 13 (zip checks, the one-pass lxml reader
+  `xlsx.py`, formulas without a result from the same pass);
+- `intake_xlsx`: `sources.open_source` as the service calls it now (zip checks, the byte scan
+  `calamine.plain`, then calamine; `calamine_gate` is the scan alone);
 - `calamine_values`: python-calamine alone, every sheet to Python lists (what a user's own
   script would cost: no limits, no formula check);
 - `calamine_checked`: what adopting calamine for .xlsx would have to cost at least: the same
@@ -38,7 +40,7 @@ from pathlib import Path
 
 from common import REPO, base_forms, line
 
-from intake.forms import sources
+from intake.forms import calamine, sources
 from intake.forms.spec import Limits
 from tests.forms.bombs import cell_bomb, ods_repeat_bomb, shared_strings_bomb, styles_bomb
 from tests.forms.builders import default_spec, filled_form_bytes, libreoffice_convert
@@ -103,6 +105,20 @@ def calamine_checked(data: bytes) -> int:
     prepass(data, spec.limits)
     sources._has_formulas(data)
     return calamine_values(data)
+
+
+def onepass(data: bytes) -> int:
+    """The reader before issue 13: the zip checks, then `xlsx.py` (values and formulas)."""
+    spec = default_spec()
+    sources._check_zip(data, spec.limits, sources.MessageBudget.of(spec.limits))
+    source = sources._xlsx_direct(data, spec, lambda grid: True)
+    return sum(len(row) for grid in source.grids for row in grid.rows)
+
+
+def gate(data: bytes) -> bool:
+    """`calamine.plain` alone: the byte scan that lets a workbook take the calamine path."""
+    with zipfile.ZipFile(BytesIO(data)) as zf:
+        return calamine.plain(zf, default_spec().limits)
 
 
 def intake_read(kind: str) -> Callable[[bytes], int]:
@@ -181,14 +197,18 @@ def main() -> None:
     args = parser.parse_args()
     forms = base_forms()
     line("forms", len(forms), f"(mean {sum(map(len, forms)) / len(forms) / 1024:.0f} KB)")
+    assert all(gate(form) for form in forms), "the bench forms take the calamine path"
+    before = per_form_ms(onepass, forms, args.repeat)
     today = per_form_ms(intake_read("xlsx"), forms, args.repeat)
     values = per_form_ms(calamine_values, forms, args.repeat)
     checked = per_form_ms(calamine_checked, forms, args.repeat)
-    line("intake_xlsx", today, "ms/form")
+    line("intake_xlsx_onepass", before, "ms/form (xlsx.py, the reader before issue 13)")
+    line("intake_xlsx", today, "ms/form (open_source: calamine.plain, then calamine)")
+    line("calamine_gate", per_form_ms(gate, forms, args.repeat), "ms/form (calamine.plain)")
     line("calamine_values", values, "ms/form")
-    line("calamine_checked", checked, "ms/form")
+    line("calamine_checked", checked, "ms/form (zip checks + simple pre-pass + calamine)")
+    line("ratio_onepass_to_calamine_values", before / values)
     line("ratio_intake_to_calamine_values", today / values)
-    line("ratio_intake_to_calamine_checked", today / checked)
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         try:

@@ -101,6 +101,8 @@ def test_every_built_form_reads_the_same(make: Any) -> None:
         '<c r="CW1"><v>1</v></c>',  # column 101: past max_columns
         "<c><v>1</v></c>",  # a cell that does not say where it is
         '<c r="A1"><v>1</v></c><!-- a comment -->',
+        '<c\nr="XFD1048576"><v>1</v></c>',  # a cell the plain counts would not see
+        '<c r="A1" s="0"><v>1</v></c><x:c r="XFD1048576"><x:v>1</x:v></x:c>',  # a prefix
     ],
 )
 def test_what_calamine_would_read_otherwise_goes_to_the_one_pass_reader(cells: str) -> None:
