@@ -36,7 +36,8 @@ _FORMULA = re.compile(rb"<f[\s>/]")
 _NUMBER = re.compile(rb"<v>(?:-?\d+\.0*<|-?\d{16}|[^<]*[Ee])")
 # the same elements with a namespace prefix (`<x:c>`): calamine reads them, the counts would not
 _PREFIXED = re.compile(rb":(?:c|row|si|f|v|is|t)[\s>/]")
-_NAME_ENDS = (b" ", b"\t", b"\n", b"\r", b">", b"/>")
+_TAG_NAMES = {name: re.compile(re.escape(name) + rb"[\s>/]") for name in (b"<c", b"<row", b"<si")}
+_DECLARATION, _ERROR = re.compile(rb"<!"), re.compile(rb' t="e"')  # faster than `in` here
 _STRICT = b"purl.oclc.org/ooxml"  # Strict Open XML: xlsx.py hands it to openpyxl
 _CHUNK = 256 * 1024
 _EXACT_FLOAT = 2**53  # floats below this hold whole numbers exactly
@@ -103,15 +104,15 @@ def _part(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> int | N
 
 
 def _tags(text: bytes, start: bytes) -> int:
-    """Elements named `start[1:]` (`<c` and not `<cols`), counted by bytes.count: no lists.
-    Every way a tag name may end is counted, so a cell written `<c\nr="XFD1048576">` counts
-    and, not matching `_CELL_REF`, makes the part not plain."""
-    return sum(text.count(start + end) for end in _NAME_ENDS)
+    """Elements named `start[1:]` (`<c` and not `<cols`), whatever ends the name (so a cell
+    written `<c\nr="XFD1048576">` counts and, not matching `_CELL_REF`, makes the part not
+    plain). A regular expression each: bytes.count of every ending was six times slower."""
+    return len(_TAG_NAMES[start].findall(text))
 
 
 def _odd(text: bytes) -> bool:
     """Separate searches: one alternation of them all is ten times slower (no literal prefix)."""
-    if b"<!" in text or b' t="e"' in text or _STRICT in text:
+    if _STRICT in text or _DECLARATION.search(text) or _ERROR.search(text):
         return True
     return bool(_FORMULA.search(text) or _NUMBER.search(text) or _PREFIXED.search(text))
 
