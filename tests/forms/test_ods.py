@@ -155,6 +155,17 @@ def test_cells_and_characters_of_all_sheets_are_bounded() -> None:
     assert "ตัวอักษรรวมกันมากกว่า 4,000 ตัว" in text
 
 
+def test_spaces_written_as_a_count_are_counted_before_calamine_expands_them() -> None:
+    spaces = '<text:p>a<text:s text:c="200000000"/>b</text:p>'
+    cell = f'<table:table-cell office:value-type="string">{spaces}</table:table-cell>'
+    with bounded(5, 60):
+        text = _too_large(ods_bytes({"ก": ROW + cell + END}))  # 830 MB in calamine
+    assert "ตัวอักษรรวมกันมากกว่า 20,000,000 ตัว" in text
+    sheets = {f"s{i}": ROW + ods_cell("ก" * 100, 30) + END for i in range(2)}
+    text = _too_large(ods_bytes(sheets), _spec(max_shared_chars=5000))
+    assert "แผ่นงานในไฟล์มีตัวอักษรรวมกันมากกว่า 5,000 ตัว" in text
+
+
 def test_content_xml_is_bounded_by_its_size_before_anything_parses_it() -> None:
     data = ods_bytes({"ก": (ROW + ods_cell("x" * 1000) + END) * 2000})
     assert "content.xml มีขนาดเกิน 1 MB" in _too_large(data, _spec(max_xml_part_bytes=1024 * 1024))
