@@ -4,7 +4,7 @@ that the file is plain and within every limit; any other file goes to `xlsx.py` 
 Why a gate and not calamine alone: calamine builds a dense grid up to the farthest cell it
 sees (one cell at XFD1048576 aborts the process on an allocation failure), holds every shared
 string, cannot say which formulas were saved without a result, and reads an error cell (#N/A)
-as empty. So `plain` scans every XML member's raw bytes once, in chunks, with a few regular
+as empty. So `plain` scans every member's raw bytes once, in chunks, with a few regular
 expressions (no parser, no tree) and says yes only when, per part, the row and cell tags, the
 cells of each row and the farthest cell reference are within `Limits`, every cell and row says
 where it is, the shared strings are within their count and size, every other part within
@@ -48,7 +48,9 @@ def plain(zf: zipfile.ZipFile, limits: Limits) -> bool:
     bounded by `sources._check_zip`, so this reads at most `max_uncompressed_bytes`."""
     strings = 0
     for info in zf.infolist():
-        if not info.filename.lower().endswith(".xml"):
+        # every member, whatever its name: calamine follows the workbook's relationships, and
+        # a sheet part may be called `sheet2.dat` (a picture at worst falls back needlessly)
+        if info.is_dir():
             continue
         found = _part(zf, info, limits)
         if found is None:

@@ -12,6 +12,7 @@ import datetime as dt
 from decimal import Decimal
 from io import BytesIO
 from typing import Any
+from zipfile import ZipFile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -108,6 +109,18 @@ def test_every_built_form_reads_the_same(make: Any) -> None:
 def test_what_calamine_would_read_otherwise_goes_to_the_one_pass_reader(cells: str) -> None:
     data = _with_sheet_xml(f'<sheetData><row r="1">{cells}</row></sheetData>')
     assert sources._xlsx_calamine(data, SPEC) is None
+
+
+def test_a_sheet_part_not_named_xml_is_scanned_too() -> None:
+    """calamine reads a sheet wherever the workbook's relationships point, `sheet1.dat` too."""
+    data = _with_sheet_xml('<sheetData><row r="1"><c r="XFD1048576"><v>1</v></c></row></sheetData>')
+    out = BytesIO()
+    with ZipFile(BytesIO(data)) as zin, ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            part = zin.read(item.filename)
+            name = item.filename.replace("sheet1.xml", "sheet1.dat")
+            zout.writestr(name, part.replace(b"sheet1.xml", b"sheet1.dat"))
+    assert sources._xlsx_calamine(out.getvalue(), SPEC) is None
 
 
 def test_rows_and_cells_past_the_limits_go_to_the_one_pass_reader() -> None:
