@@ -142,6 +142,14 @@ def worksheets(data: bytes) -> Iterator[tuple[str, list[list[Any]]]]:
         book.close()
 
 
+def broke(exc: BaseException) -> bool:
+    """calamine could not read the file: its own error, or a Rust panic, which pyo3 raises as
+    `PanicException`, a BaseException that `except Exception` would let kill the worker."""
+    import python_calamine
+
+    return isinstance(exc, python_calamine.CalamineError) or type(exc).__name__ == "PanicException"
+
+
 def value(cell: Any) -> Any:
     """calamine's value as the .xlsx readers give it: "" is an empty cell, a whole float an
     int (openpyxl reads "2" as 2), a date a datetime at midnight."""

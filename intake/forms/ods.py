@@ -211,7 +211,9 @@ def read(data: bytes, scans: list[SheetScan]) -> Iterator[tuple[str, list[list[A
 
     try:
         book = python_calamine.CalamineWorkbook.from_filelike(BytesIO(data))
-    except python_calamine.CalamineError as exc:
+    except BaseException as exc:
+        if not calamine.broke(exc):
+            raise
         raise Unreadable(str(exc)[:80]) from exc
     counted = {scanned.name: scanned for scanned in scans}
     try:
@@ -225,7 +227,9 @@ def read(data: bytes, scans: list[SheetScan]) -> Iterator[tuple[str, list[list[A
             sheet = book.get_sheet_by_name(name)
             rows = sheet.to_python(skip_empty_area=False, nrows=scanned.rows)
             yield name, [[calamine.value(v) for v in row[: scanned.columns]] for row in rows]
-    except python_calamine.CalamineError as exc:
+    except BaseException as exc:
+        if not calamine.broke(exc):
+            raise
         raise Unreadable(str(exc)[:80]) from exc
     finally:
         book.close()

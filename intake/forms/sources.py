@@ -359,8 +359,6 @@ def _xlsx_source(data: bytes, spec: FormSpec, wanted: Callable[[Grid], bool]) ->
 
 def _xlsx_calamine(data: bytes, spec: FormSpec) -> Source | None:
     """The workbook read by calamine, or None when it is not plain or calamine fails on it."""
-    import python_calamine
-
     limits = spec.limits
     with zipfile.ZipFile(BytesIO(data)) as zf:
         if not calamine.plain(zf, limits):
@@ -375,7 +373,9 @@ def _xlsx_calamine(data: bytes, spec: FormSpec) -> Source | None:
                 version = _marker_version(rows[0] if rows else [], spec)
                 continue
             grids.append(Grid(name, _collect(rows, limits, name)))
-    except python_calamine.CalamineError as exc:
+    except BaseException as exc:
+        if not calamine.broke(exc):
+            raise
         log.info("xlsx.calamine_fallback reason=%s", str(exc)[:80])
         return None
     return Source(grids, version)

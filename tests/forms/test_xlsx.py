@@ -310,3 +310,20 @@ def test_a_dtd_after_a_long_comment_is_refused(expand: bool) -> None:
     assert exc.value.code == "unsafe_file"
     (result,) = read_forms("form.xlsx", "xlsx", hostile, SPEC)
     assert [p.code for p in result.problems] == ["unsafe_file"]
+
+
+def test_a_calamine_panic_falls_back_instead_of_escaping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Rust panic reaches Python as pyo3's PanicException, a BaseException: it must end in
+    the one-pass reader, not in the worker."""
+    from intake.forms import calamine
+
+    class PanicException(BaseException):
+        pass
+
+    def panic(data: bytes) -> Any:
+        raise PanicException("index out of bounds")
+        yield  # pragma: no cover - a generator, like the real one
+
+    monkeypatch.setattr(calamine, "worksheets", panic)
+    (result,) = read_forms("f.xlsx", "xlsx", filled_form_bytes(), SPEC)
+    assert result.valid, result.problems
