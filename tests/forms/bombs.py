@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from io import BytesIO
-from zipfile import ZIP_DEFLATED, ZipFile
+from zipfile import ZIP_DEFLATED, ZIP_STORED, ZipFile
 
 from tests.forms.builders import filled_form_bytes
 
@@ -87,3 +87,51 @@ def styles_bomb(megabytes: int = 40) -> bytes:
         _repeat(fh, unit, megabytes * 1024 * 1024 // len(unit))
         fh.write(sep + tail)
     return out.getvalue()
+
+
+ODS_MIMETYPE = "application/vnd.oasis.opendocument.spreadsheet"
+_ODS_NS = (
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+    'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+)
+_ODS_MANIFEST = (
+    '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
+    f'<manifest:file-entry manifest:full-path="/" manifest:media-type="{ODS_MIMETYPE}"/>'
+    "</manifest:manifest>"
+)
+
+
+def ods_bytes(tables: dict[str, str], manifest: str = _ODS_MANIFEST) -> bytes:
+    """A minimal .ods as LibreOffice lays it out: a stored `mimetype` first, then content.xml
+    with one `table:table` per entry (name -> the rows' XML)."""
+    body = "".join(f'<table:table table:name="{name}">{rows}</table:table>'
+                   for name, rows in tables.items())  # fmt: skip
+    content = (
+        f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {_ODS_NS}>'
+        f"<office:body><office:spreadsheet>{body}</office:spreadsheet></office:body>"
+        "</office:document-content>"
+    )
+    out = BytesIO()
+    with ZipFile(out, "w", ZIP_DEFLATED) as zf:
+        zf.writestr("mimetype", ODS_MIMETYPE, compress_type=ZIP_STORED)
+        zf.writestr("META-INF/manifest.xml", manifest)
+        zf.writestr("content.xml", content)
+    return out.getvalue()
+
+
+def ods_cell(value: str | float, repeat: int = 1) -> str:
+    """One .ods cell holding a number or a string, repeated `repeat` columns."""
+    rep = f' table:number-columns-repeated="{repeat}"' if repeat > 1 else ""
+    if isinstance(value, str):
+        kind = 'office:value-type="string"'
+    else:
+        kind = f'office:value-type="float" office:value="{value}"'
+    return f"<table:table-cell {kind}{rep}><text:p>{value}</text:p></table:table-cell>"
+
+
+def ods_repeat_bomb(rows: int = 100_000, columns: int = 1000, chars: int = 100) -> bytes:
+    """Under 1 KB: one `chars`-long string repeated `columns` across in a row repeated `rows`
+    times. calamine copies it into every cell: 10 GB at the defaults."""
+    row = f'<table:table-row table:number-rows-repeated="{rows}">'
+    return ods_bytes({"แบบฟอร์ม": row + ods_cell("x" * chars, columns) + "</table:table-row>"})

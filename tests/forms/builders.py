@@ -19,6 +19,8 @@ give the records a valid form holds, normalised as `read_forms` returns them.
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
 from decimal import Decimal
 from functools import lru_cache
 from io import BytesIO
@@ -367,3 +369,25 @@ def _docx_bytes(document: Any) -> bytes:
     buffer = BytesIO()
     document.save(buffer)
     return buffer.getvalue()
+
+
+def libreoffice_convert(files: dict[str, bytes], to: str, root: Path) -> dict[str, bytes]:
+    """Each .xlsx (name -> bytes) opened and saved as `to` ("xlsx", "ods") by LibreOffice.
+
+    One headless soffice converts them all (startup is most of its time) with a profile of its
+    own, so it neither touches nor waits for a user's LibreOffice.
+    """
+    soffice = shutil.which("soffice")
+    assert soffice, "LibreOffice (soffice) is missing: .ci/run installs libreoffice-calc-nogui"
+    source = root / "in"
+    source.mkdir(parents=True)
+    for name, data in files.items():
+        (source / f"{name}.xlsx").write_bytes(data)
+    done = subprocess.run(
+        [soffice, f"-env:UserInstallation={(root / 'profile').as_uri()}", "--headless",
+         "--norestore", "--convert-to", to, "--outdir", str(root / "out"),
+         *(str(source / f"{name}.xlsx") for name in files)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return {name: (root / "out" / f"{name}.{to}").read_bytes() for name in files}

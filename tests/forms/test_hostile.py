@@ -69,7 +69,8 @@ def _ods() -> bytes:
     return out.getvalue()
 
 
-def test_ods_asks_to_save_as_xlsx() -> None:
+def test_an_ods_that_cannot_be_read_asks_for_an_xlsx() -> None:
+    """A damaged .ods (here: content.xml without its namespaces) gets the .ods message."""
     problem = _refused(_ods(), "ods").problems[0]
     assert problem.code == "format_ods" and "(.xlsx)" in problem.message_th
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from decimal import Decimal
 from io import BytesIO
 
@@ -16,6 +14,7 @@ from tests.forms.builders import (
     default_spec,
     expected_records,
     filled_form_bytes,
+    libreoffice_convert,
     multi_form_bytes,
 )
 
@@ -112,26 +111,9 @@ def test_two_forms_in_one_workbook() -> None:
 
 @pytest.fixture(scope="module")
 def libreoffice_copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The filled and the blank template, each opened and saved again as .xlsx by LibreOffice.
-
-    One headless soffice converts both (startup is most of its time) with a profile of its own,
-    so it neither touches nor waits for a user's LibreOffice.
-    """
-    soffice = shutil.which("soffice")
-    assert soffice, "LibreOffice (soffice) is missing: .ci/run installs libreoffice-calc-nogui"
-    root = tmp_path_factory.mktemp("libreoffice")
-    source = root / "in"
-    source.mkdir()
-    (source / "filled.xlsx").write_bytes(filled_form_bytes())
-    (source / "blank.xlsx").write_bytes(_template()[0])
-    done = subprocess.run(
-        [soffice, f"-env:UserInstallation={(root / 'profile').as_uri()}", "--headless",
-         "--norestore", "--convert-to", "xlsx", "--outdir", str(root / "out"),
-         str(source / "filled.xlsx"), str(source / "blank.xlsx")],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return {name: (root / "out" / f"{name}.xlsx").read_bytes() for name in ("filled", "blank")}
+    """The filled and the blank template, each opened and saved again as .xlsx by LibreOffice."""
+    sources = {"filled": filled_form_bytes(), "blank": _template()[0]}
+    return libreoffice_convert(sources, "xlsx", tmp_path_factory.mktemp("libreoffice"))
 
 
 def test_libreoffice_round_trip(libreoffice_copies: dict[str, bytes]) -> None:

@@ -7,10 +7,12 @@ formulas saved without a result, and the template version.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 from io import BytesIO
 from typing import Any
+from zipfile import ZipFile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -49,10 +51,16 @@ def typed(grids: list[sources.Grid]) -> list[tuple[Any, ...]]:
 
 
 def assert_same(data: bytes) -> sources.Source:
+    """The one-pass reader gives openpyxl's values; calamine, when its gate lets the workbook
+    through, gives the same again."""
     direct = sources._xlsx_direct(data, SPEC, lambda g: True)
     reference = sources._xlsx_openpyxl(data, SPEC, lambda g: True)
     assert typed(direct.grids) == typed(reference.grids)
     assert direct.template_version == reference.template_version
+    fast = sources._xlsx_calamine(data, SPEC)
+    if fast is not None:
+        assert typed(fast.grids) == typed(direct.grids)
+        assert fast.template_version == direct.template_version
     return direct
 
 
@@ -75,8 +83,54 @@ def template_bytes() -> bytes:
     ids=["filled", "thai-digits", "errors", "warnings", "two-forms", "blank-template"],
 )
 def test_every_built_form_reads_the_same(make: Any) -> None:
-    source = assert_same(make())
+    data = make()
+    source = assert_same(data)
     assert source.grids and any(any(row) for row in source.grids[0].rows)
+    assert sources._xlsx_calamine(data, SPEC) is not None, "a plain form takes the fast path"
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        '<c r="A1"><f>1+1</f></c>',  # a formula without a result: only xlsx.py reports it
+        '<c r="A1"><f>B1</f><v>2</v></c>',  # any formula
+        '<c r="A1" t="e"><v>#N/A</v></c>',  # calamine reads an error as empty
+        '<c r="A1"><v>2.0</v></c>',  # openpyxl: 2.0, calamine: 2
+        '<c r="A1"><v>1E+3</v></c>',
+        '<c r="A1"><v>9007199254740993</v></c>',  # past a float's exact whole numbers
+        '<c r="XFD1048576"><v>1</v></c>',  # calamine's dense grid would abort the process
+        '<c r="CW1"><v>1</v></c>',  # column 101: past max_columns
+        "<c><v>1</v></c>",  # a cell that does not say where it is
+        '<c r="A1"><v>1</v></c><!-- a comment -->',
+        '<c\nr="XFD1048576"><v>1</v></c>',  # a cell the plain counts would not see
+        '<c r="A1" s="0"><v>1</v></c><x:c r="XFD1048576"><x:v>1</x:v></x:c>',  # a prefix
+    ],
+)
+def test_what_calamine_would_read_otherwise_goes_to_the_one_pass_reader(cells: str) -> None:
+    data = _with_sheet_xml(f'<sheetData><row r="1">{cells}</row></sheetData>')
+    assert sources._xlsx_calamine(data, SPEC) is None
+
+
+def test_a_sheet_part_not_named_xml_is_scanned_too() -> None:
+    """calamine reads a sheet wherever the workbook's relationships point, `sheet1.dat` too."""
+    data = _with_sheet_xml('<sheetData><row r="1"><c r="XFD1048576"><v>1</v></c></row></sheetData>')
+    out = BytesIO()
+    with ZipFile(BytesIO(data)) as zin, ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            part = zin.read(item.filename)
+            name = item.filename.replace("sheet1.xml", "sheet1.dat")
+            zout.writestr(name, part.replace(b"sheet1.xml", b"sheet1.dat"))
+    assert sources._xlsx_calamine(out.getvalue(), SPEC) is None
+
+
+def test_rows_and_cells_past_the_limits_go_to_the_one_pass_reader() -> None:
+    row = '<row r="1">' + '<c r="A1"><v>1</v></c>' * 20 + "</row>"
+    data = _with_sheet_xml(f"<sheetData>{row}</sheetData>")
+    limits = dataclasses.replace(SPEC.limits, max_row_cells=19)
+    assert sources._xlsx_calamine(data, dataclasses.replace(SPEC, limits=limits)) is None
+    limits = dataclasses.replace(SPEC.limits, max_cells=19)
+    assert sources._xlsx_calamine(data, dataclasses.replace(SPEC, limits=limits)) is None
+    assert sources._xlsx_calamine(data, SPEC) is not None
 
 
 def test_template_version_is_read_from_the_marker_sheet() -> None:
@@ -256,3 +310,20 @@ def test_a_dtd_after_a_long_comment_is_refused(expand: bool) -> None:
     assert exc.value.code == "unsafe_file"
     (result,) = read_forms("form.xlsx", "xlsx", hostile, SPEC)
     assert [p.code for p in result.problems] == ["unsafe_file"]
+
+
+def test_a_calamine_panic_falls_back_instead_of_escaping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Rust panic reaches Python as pyo3's PanicException, a BaseException: it must end in
+    the one-pass reader, not in the worker."""
+    from intake.forms import calamine
+
+    class PanicException(BaseException):
+        pass
+
+    def panic(data: bytes) -> Any:
+        raise PanicException("index out of bounds")
+        yield  # pragma: no cover - a generator, like the real one
+
+    monkeypatch.setattr(calamine, "worksheets", panic)
+    (result,) = read_forms("f.xlsx", "xlsx", filled_form_bytes(), SPEC)
+    assert result.valid, result.problems
