@@ -75,14 +75,17 @@ def shared_strings_bomb(count: int = 9_500_000, province: str = "เชียง
 @lru_cache(maxsize=2)
 def styles_bomb(megabytes: int = 40) -> bytes:
     """A filled form whose styles part (parsed whole) carries `megabytes` of empty elements with
-    attributes: ~30 times its size as a tree. Only a description without limits lets it through."""
+    attributes: ~30 times its size as a tree. Only a description without limits lets it through.
+    A comment in it sends the file past the calamine gate (`intake/forms/calamine.py`) to
+    `xlsx.py`, which parses such a part whole: calamine would skip the styles, and the bomb is
+    about the whole-part parse (and the memory ceiling behind it)."""
     base = filled_form_bytes()
     with ZipFile(BytesIO(base)) as zf:
         styles = zf.read("xl/styles.xml")
     head, sep, tail = styles.partition(b"<numFmts")
     out, zout = _rebuilt(base, "xl/styles.xml", {})
     with zout, zout.open("xl/styles.xml", "w", force_zip64=True) as fh:
-        fh.write(head)
+        fh.write(head + b"<!-- a comment: not a plain workbook -->")
         unit = b'<x a="1" b="1"/>'
         _repeat(fh, unit, megabytes * 1024 * 1024 // len(unit))
         fh.write(sep + tail)
