@@ -20,6 +20,23 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "config"
 
 
+def services(tmp_path: Path, database_url: str) -> Any:
+    """In-process `pipeline.Services` on the repository's configuration, with the campaign's
+    frozen "now" (2024-01-20 10:00 Bangkok), for tests that drive the pipeline directly."""
+    from datetime import datetime
+
+    from intake.bootstrap import open_services
+
+    settings = load_settings(
+        tmp_path / "absent.toml",
+        config_dir=CONFIG_DIR,
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        now=datetime.fromisoformat("2024-01-20T10:00:00+07:00"),
+    )
+    return open_services(settings)
+
+
 def settings_env(
     tmp: Path,
     database_url: str,

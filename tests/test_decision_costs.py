@@ -11,18 +11,15 @@ from decimal import Decimal
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.policy import default as default_policy
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, insert, text
 
 from intake import pipeline
-from intake.bootstrap import open_services
 from intake.clock import as_utc
 from intake.identify import Identifier
 from intake.replies import build_mime
-from intake.settings import load_settings
 from storage import queries
 from storage.models import (
     Message,
@@ -35,7 +32,7 @@ from storage.models import (
 )
 from storage.session import make_engine, session_factory, session_scope
 from tests.forms.builders import filled_form_bytes, sample_parts
-from tests.intake_env import CONFIG_DIR
+from tests.intake_env import services
 from tests.mime_builders import build_submission
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -204,17 +201,6 @@ def test_sender_history_reads_a_senders_past_in_one_query(database_url):
         assert override is not None and as_utc(override) == extended
 
 
-def _services(tmp_path: Path, database_url: str) -> pipeline.Services:
-    settings = load_settings(
-        tmp_path / "absent.toml",
-        config_dir=CONFIG_DIR,
-        data_dir=tmp_path / "var",
-        database_url=database_url,
-        now=datetime.fromisoformat("2024-01-20T10:00:00+07:00"),
-    )
-    return open_services(settings)
-
-
 def _submission_mail(n: int, projects: int) -> bytes:
     base = sample_parts()["projects"][0]
     rows = [dict(base, seq=i + 1, name=f"โครงการ {n}.{i + 1}") for i in range(projects)]
@@ -230,7 +216,7 @@ def test_statements_and_commits_per_message_do_not_grow_with_the_form(tmp_path, 
     """Archive (one commit, the cursor included) and decide (one transaction) a valid form of 2
     and of 200 project rows: the same statements, three commits in all (the third is the read
     that starts processing). 22 statements on SQLite (BEGIN counted), 38 before issue 7."""
-    svc = _services(tmp_path, database_url)
+    svc = services(tmp_path, database_url)
     engine = svc.factory.kw["bind"]
     counts: dict[str, int] = {"statements": 0, "commits": 0}
 
@@ -276,7 +262,7 @@ def test_an_address_is_learned_only_when_the_coordinator_confirms_it(tmp_path, d
     address identifies and verifies the next mail."""
     from intake import review
 
-    svc = _services(tmp_path, database_url)
+    svc = services(tmp_path, database_url)
     office = "chiangmai.office@gmail.com"  # on no roster
     form = build_submission(
         subject="ส่งแบบฟอร์มข้อมูล", from_=office, to="jpp.moi9999@gmail.com",

@@ -15,30 +15,17 @@ from sqlalchemy.orm import sessionmaker
 
 from intake import message as mail
 from intake import pipeline
-from intake.bootstrap import open_services
-from intake.settings import load_settings
 from storage import queries
 from storage.models import Message, MessageState, Outbox, ReviewItem, Sender
 from storage.session import make_engine, session_scope
 from tests.forms.builders import filled_form_bytes
-from tests.intake_env import CONFIG_DIR
+from tests.intake_env import services
 from tests.mime_builders import build_submission
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 CRLF_FROM = "=?utf-8?b?TmFtZQ0KQmNjOiB2aWN0aW1AdmljdGltLmV4YW1wbGU=?= <x@evil.example>"
 RECEIVED = datetime(2024, 1, 19, 3, tzinfo=UTC)
-
-
-def services(tmp_path: Path, database_url: str) -> pipeline.Services:
-    settings = load_settings(
-        tmp_path / "absent.toml",
-        config_dir=CONFIG_DIR,
-        data_dir=tmp_path / "var",
-        database_url=database_url,
-        now=datetime.fromisoformat("2024-01-20T10:00:00+07:00"),
-    )
-    return open_services(settings)
 
 
 def good_mail(n: int, province: str = "เชียงใหม่", sender: str = "saraban@chiangmai.go.th") -> bytes:
